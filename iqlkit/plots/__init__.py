@@ -1,0 +1,1 @@
+"""Figure functions for the notebooks: each returns a matplotlib Figure and is unit-tested."""

@@ -1,0 +1,118 @@
+"""The training loop: progress bar, CSV log, checkpoints with exact resume, NaN guard, evaluation, curves."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from iqlkit.data import Transitions, clip_actions, preprocess_rewards
+from iqlkit.iql import IQL, IQLConfig
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.csv"
+LOSSES = ("v_loss", "actor_loss", "q_loss")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                        "cpu" if device == "auto" else device)
+
+
+def prepare(data: Transitions, config: IQLConfig) -> Transitions:
+    """The authors' preprocessing the config implies: actions clipped to +-(1 - 1e-5), then its reward choice."""
+    return preprocess_rewards(clip_actions(data), config.reward)
+
+
+def _save(path: Path, agent: IQL, generator: torch.Generator) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"agent": agent.state_dict(), "sampler": generator.get_state(), "torch": torch.get_rng_state()}, tmp)
+    tmp.replace(path)  # atomic: an interrupted save never leaves a broken checkpoint
+
+
+def _read_log(path: Path, upto: int) -> list[dict]:
+    """Rows of an earlier run's log up to step `upto` (later rows belong to steps the resume will redo)."""
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [row for row in csv.DictReader(f) if int(row["step"]) <= upto]
+
+
+def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: int = 0, device: str = "auto",
+        eval_fn: Callable[[IQL], dict[str, float]] | None = None, eval_every: int = 10_000, log_every: int = 1_000,
+        log_dir: str | Path | None = None, progress: bool = True) -> IQL:
+    """Train IQL on `data` (raw: `prepare` applies the config's preprocessing) for `steps` updates.
+
+    Every log_every steps the losses come to the host once (no sync in between), are checked for NaN and
+    written to log_dir/log.csv; every eval_every steps (and at the end) eval_fn(agent) adds its scores and a
+    checkpoint is saved.
+    A log_dir with a checkpoint resumes from it exactly. A non-finite loss stops training with an error that
+    names the loss; the last checkpoint (all finite) stays on disk.
+    """
+    steps = config.max_steps if steps is None else steps
+    dev = resolve_device(device)
+    data = prepare(data, config).to(dev)
+    torch.manual_seed(seed)
+    agent = IQL(data.obs_dim, data.act_dim, config, str(dev))
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    log_dir = Path(log_dir) if log_dir is not None else None
+    rows: list[dict] = []
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        if (log_dir / CHECKPOINT).exists():
+            state = torch.load(log_dir / CHECKPOINT, map_location=dev, weights_only=False)
+            agent.load_state_dict(state["agent"])
+            generator.set_state(state["sampler"])
+            torch.set_rng_state(state["torch"])
+            rows = _read_log(log_dir / LOG, agent.steps)
+    bar = tqdm(total=steps, initial=agent.steps, disable=not progress, desc="IQL", unit="step")
+    sums = torch.zeros(len(LOSSES), device=dev)
+    count = 0
+    while agent.steps < steps:
+        losses = agent.update(data.sample(config.batch_size, generator))
+        sums += torch.stack([losses[k] for k in LOSSES])
+        count += 1
+        bar.update(1)
+        at_checkpoint = agent.steps % eval_every == 0 or agent.steps == steps
+        if agent.steps % log_every == 0 or at_checkpoint:
+            means = (sums / count).tolist()  # the one host sync per log interval
+            sums.zero_()
+            count = 0
+            row = {"step": agent.steps, **dict(zip(LOSSES, means))}
+            bad = [k for k, v in row.items() if not math.isfinite(v)]
+            if bad:
+                bar.close()
+                kept = f"; the last good checkpoint is {log_dir / CHECKPOINT}" if log_dir else ""
+                raise FloatingPointError(f"{', '.join(bad)} became non-finite by step {agent.steps}{kept}. "
+                                         f"Try a smaller learning rate, a smaller beta or reward scale.")
+            if at_checkpoint:
+                row.update(eval_fn(agent) if eval_fn is not None else {})
+                if log_dir is not None:
+                    _save(log_dir / CHECKPOINT, agent, generator)
+            rows.append(row)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "step"})
+            if log_dir is not None:
+                write_log(log_dir / LOG, rows)
+    bar.close()
+    if log_dir is not None and rows:
+        import matplotlib.pyplot as plt
+
+        from iqlkit.plots.training import training_curves
+
+        fig = training_curves(rows)
+        fig.savefig(log_dir / "curves.png", dpi=100)
+        plt.close(fig)
+    return agent
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    """Rewrite the CSV log (columns: the union of the rows' keys, step first)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
