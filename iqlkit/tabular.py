@@ -124,6 +124,13 @@ def greedy_policy(Q: np.ndarray, support: np.ndarray | None = None) -> np.ndarra
     return np.eye(Q.shape[1])[Q.argmax(1)]
 
 
+def action_gap(Q: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Gap(s) = max_a Q(s, a) - second max_a Q(s, a) over the data's actions (a >= 0; nan where < 2 actions)."""
+    Q_in = np.sort(np.where(np.asarray(support, dtype=bool), Q, -np.inf), axis=1)
+    gap = Q_in[:, -1] - Q_in[:, -2]
+    return np.where(np.isfinite(gap), gap, np.nan)
+
+
 def awr_policy(Q: np.ndarray, V: np.ndarray, behavior: np.ndarray, beta: float, clip: float = 100.0) -> np.ndarray:
     """Tabular AWR (paper Eq. 7): pi(a|s) proportional to pi_b(a|s) * min(exp(beta * (Q(s, a) - V(s))), clip)."""
     behavior = np.asarray(behavior, dtype=float)

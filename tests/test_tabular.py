@@ -131,3 +131,9 @@ def test_bad_shapes_and_probabilities_say_what_is_wrong():
         T.value_iteration(P, R, 1.5)
     with pytest.raises(ValueError, match="entries but states"):
         T.TabularData(np.zeros(2), np.zeros(1), np.zeros(2), np.zeros(2), np.zeros(2))
+
+
+def test_action_gap_is_best_minus_second_best_in_support():
+    Q = np.array([[3.0, 1.0, 2.5, 9.0], [1.0, 2.0, 3.0, 4.0], [5.0, 0.0, 0.0, 0.0]])
+    support = np.array([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=bool)
+    np.testing.assert_allclose(T.action_gap(Q, support), [0.5, 1.0, np.nan])
