@@ -1,0 +1,4 @@
+"""`python -m iqlkit`: see iqlkit.cli."""
+from iqlkit.cli import main
+
+main()

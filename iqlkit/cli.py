@@ -1,0 +1,112 @@
+"""Command line: `python -m iqlkit train` (the kit's main job) and `python -m iqlkit make-data`."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+BUILTIN = "iqlkit/pointmaze-medium/stitch-v0"
+
+
+def default_preset(dataset_id: str) -> str:
+    """'antmaze' for AntMaze ids, 'pointmaze' for the kit's own mazes, else 'locomotion'."""
+    if "antmaze" in dataset_id:
+        return "antmaze"
+    return "pointmaze" if "pointmaze" in dataset_id else "locomotion"
+
+
+def ensure_builtin(dataset_id: str, n_steps: int) -> None:
+    """Generate one of the kit's own PointMaze datasets if it is not on disk yet."""
+    import minari
+
+    from iqlkit import datagen
+
+    if dataset_id.startswith("iqlkit/pointmaze-") and dataset_id not in minari.list_local_datasets():
+        task, mode = dataset_id.removeprefix("iqlkit/pointmaze-").removesuffix("-v0").split("/")
+        print(f"generating {dataset_id} ({n_steps:,} steps) ...")
+        datagen.pointmaze(task, mode, n_steps=n_steps)
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Load (or make) the dataset, train IQL with evaluation, save the run, print the final scores."""
+    from functools import partial
+
+    from iqlkit.data import load_minari, open_minari
+    from iqlkit.evaluate import evaluate, reference_scores
+    from iqlkit.iql import IQLConfig
+    from iqlkit.train import fit, resolve_device
+
+    ensure_builtin(args.dataset, args.data_steps)
+    dataset = open_minari(args.dataset)
+    preset = args.preset or default_preset(args.dataset)
+    overrides = {k: v for k, v in (("tau", args.tau), ("beta", args.beta)) if v is not None}
+    config = IQLConfig.preset(preset, max_steps=args.steps, **overrides)
+    data = load_minari(dataset, goal_conditioned=not args.no_goal, terminate_on_success=not args.keep_tail)
+    out = Path(args.out) / args.dataset.replace("/", "_") / f"{preset}-seed{args.seed}"
+    make_env = partial(dataset.recover_environment, eval_env=True)
+    references = reference_scores(dataset)
+
+    def eval_fn(agent, episodes: int = args.eval_episodes) -> dict[str, float]:
+        return evaluate(agent.act, make_env, n_episodes=episodes, n_envs=args.eval_envs, seed=args.seed,
+                        references=references, vector=args.vector).summary()
+
+    print(f"training IQL ({preset}: tau={config.tau}, beta={config.beta}) for {args.steps:,} steps on "
+          f"{resolve_device(args.device)}; run folder {out}")
+    agent = fit(data, config, steps=args.steps, seed=args.seed, device=args.device, eval_fn=eval_fn,
+                eval_every=args.eval_every, log_dir=out)
+    final = eval_fn(agent, args.final_episodes)
+    (out / "final.json").write_text(json.dumps({"dataset": args.dataset, "preset": preset, "seed": args.seed,
+                                                "steps": agent.steps, **final}, indent=2))
+    print(f"success rate over {args.final_episodes} episodes: {final['success_rate']:.2f}" +
+          (f", normalised score {final['normalized_score']:.1f}" if "normalized_score" in final else ""))
+    return final
+
+
+def make_data(args: argparse.Namespace) -> None:
+    """Write one of the kit's PointMaze datasets."""
+    from iqlkit import datagen
+
+    ds = datagen.pointmaze(args.task, args.mode, n_steps=args.data_steps, seed=args.seed)
+    print(f"wrote {ds.total_episodes} episodes, {ds.total_steps:,} steps")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `python -m iqlkit` argument parser."""
+    p = argparse.ArgumentParser(prog="python -m iqlkit", description="Implicit Q-Learning, from the course kit.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train IQL on a Minari dataset (default: the kit's stitching PointMaze)",
+                       description="Train IQL on a local Minari dataset and report the success rate. With no "
+                                   "arguments: the kit's own stitching PointMaze dataset, generated if missing.")
+    t.add_argument("--dataset", default=BUILTIN, help=f"Minari dataset id (default {BUILTIN}); e.g. "
+                   "D4RL/antmaze/umaze-v1 after `minari download D4RL/antmaze/umaze-v1`")
+    t.add_argument("--preset", choices=["antmaze", "locomotion", "kitchen", "adroit", "pointmaze"],
+                   help="hyperparameters (default: from the dataset id)")
+    t.add_argument("--steps", type=int, default=100_000, help="gradient updates (authors: 1,000,000)")
+    t.add_argument("--tau", type=float, help="override the preset's expectile")
+    t.add_argument("--beta", type=float, help="override the preset's AWR inverse temperature")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    t.add_argument("--out", default="runs", help="output folder (log.csv, checkpoint.pt, curves.png, final.json)")
+    t.add_argument("--eval-every", type=int, default=20_000)
+    t.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation during training")
+    t.add_argument("--final-episodes", type=int, default=100, help="episodes of the final evaluation")
+    t.add_argument("--eval-envs", type=int, default=10, help="environments stepped together")
+    t.add_argument("--vector", choices=["sync", "async"], default="sync", help="async: one process per env")
+    t.add_argument("--no-goal", action="store_true", help="drop desired_goal from dict observations")
+    t.add_argument("--keep-tail", action="store_true",
+                   help="keep the raw continuing data (default: terminal at the first success, tail dropped)")
+    t.add_argument("--data-steps", type=int, default=200_000, help="size of a generated built-in dataset")
+    t.set_defaults(run=train)
+    m = sub.add_parser("make-data", help="generate one of the kit's PointMaze datasets")
+    m.add_argument("--task", choices=["umaze", "medium"], default="medium")
+    m.add_argument("--mode", choices=["navigate", "stitch"], default="stitch")
+    m.add_argument("--data-steps", type=int, default=200_000)
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(run=make_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `python -m iqlkit`."""
+    args = parser().parse_args(argv)
+    args.run(args)

@@ -1,0 +1,141 @@
+"""PointMaze datasets the kit makes itself, by the D4RL/Minari recipe, written as real Minari datasets.
+
+Recipe: a planner (BFS over maze cells) gives the next waypoint towards a commanded cell, a PD controller
+a = clip(10 (waypoint - pos) - 1 * vel, -1, 1) drives the ball, Gaussian action noise (std 0.5) is added.
+Like D4RL AntMaze, the task has ONE goal (the evaluation goal): reward 1 within 0.45 of it, a continuing task
+(no terminations, episodes end by time-out), and `desired_goal` holds that goal. The commanded cells are
+random, so the data is undirected: 'navigate' episodes chase a new random cell whenever they reach one;
+'stitch' episodes are single short hops to a cell at most `hop` moves away, so no episode joins the
+evaluation start to the evaluation goal: a method must stitch pieces of several episodes to solve the task.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from iqlkit.data import minari_root
+
+U_MAZE = ((1, 1, 1, 1, 1), (1, 0, 0, 0, 1), (1, 1, 1, 0, 1), (1, 0, 0, 0, 1), (1, 1, 1, 1, 1))
+MEDIUM_MAZE = ((1, 1, 1, 1, 1, 1, 1, 1), (1, 0, 0, 1, 1, 0, 0, 1), (1, 0, 0, 1, 0, 0, 0, 1),
+               (1, 1, 0, 0, 0, 1, 1, 1), (1, 0, 0, 1, 0, 0, 0, 1), (1, 0, 1, 0, 0, 1, 0, 1),
+               (1, 0, 0, 0, 1, 0, 0, 1), (1, 1, 1, 1, 1, 1, 1, 1))
+
+
+@dataclass(frozen=True)
+class MazeTask:
+    """A PointMaze layout (1 = wall) with the evaluation start and goal cells (row, col)."""
+
+    name: str
+    maze_map: tuple[tuple[int, ...], ...]
+    start: tuple[int, int]
+    goal: tuple[int, int]
+
+    def eval_map(self) -> list[list]:
+        """The layout with 'r' (reset) and 'g' (goal) cells: gymnasium-robotics' fixed start and goal."""
+        rows = [list(r) for r in self.maze_map]
+        rows[self.start[0]][self.start[1]], rows[self.goal[0]][self.goal[1]] = "r", "g"
+        return rows
+
+    def free_cells(self) -> list[tuple[int, int]]:
+        return [(i, j) for i, row in enumerate(self.maze_map) for j, c in enumerate(row) if c == 0]
+
+
+TASKS = {
+    "umaze": MazeTask("umaze", U_MAZE, start=(3, 1), goal=(1, 1)),
+    "medium": MazeTask("medium", MEDIUM_MAZE, start=(6, 1), goal=(1, 6)),
+}
+
+
+def bfs_distances(maze_map, target: tuple[int, int]) -> dict[tuple[int, int], int]:
+    """Number of cell moves from every free cell to `target` (breadth-first search)."""
+    dist, queue = {target: 0}, deque([target])
+    while queue:
+        i, j = queue.popleft()
+        for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            n = (i + di, j + dj)
+            if maze_map[n[0]][n[1]] == 0 and n not in dist:
+                dist[n] = dist[(i, j)] + 1
+                queue.append(n)
+    return dist
+
+
+def make_env(task: MazeTask, eval_env: bool = False, **kwargs):
+    """PointMaze-v3 on the task's layout; the evaluation env starts at 'r', ends at 'g' (continuing_task=False)."""
+    import gymnasium as gym
+    import gymnasium_robotics
+
+    gym.register_envs(gymnasium_robotics)
+    if eval_env:
+        return gym.make("PointMaze_UMaze-v3", maze_map=task.eval_map(), continuing_task=False, **kwargs)
+    return gym.make("PointMaze_UMaze-v3", maze_map=[list(r) for r in task.maze_map], continuing_task=True, **kwargs)
+
+
+def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: int = 100_000,
+              episode_steps: int = 300, hop: int = 2, noise: float = 0.5, seed: int = 0,
+              dataset_id: str | None = None, root: str | None = None):
+    """Record a PointMaze dataset (see module docstring) and write it with minari.create_dataset_from_buffers.
+
+    Returns the MinariDataset; its id defaults to iqlkit/pointmaze-<task>/<mode>-v0, under `root`
+    (default: $MINARI_DATASETS_PATH or ~/.minari/datasets), overwriting a dataset of that id.
+    """
+    import os
+
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    task = TASKS[task] if isinstance(task, str) else task
+    if mode not in ("navigate", "stitch"):
+        raise ValueError(f"mode must be 'navigate' or 'stitch'; got {mode!r}")
+    dataset_id = dataset_id or f"iqlkit/pointmaze-{task.name}/{mode}-v0"
+    if root is not None:
+        os.environ["MINARI_DATASETS_PATH"] = str(root)
+    rng = np.random.default_rng(seed)
+    env = make_env(task)
+    maze = env.unwrapped.maze
+    goal_xy = maze.cell_rowcol_to_xy(np.array(task.goal))
+    cells = task.free_cells()
+    tables = {c: bfs_distances(task.maze_map, c) for c in cells}
+    episodes, total, e = [], 0, 0
+    while total < n_steps:
+        length = min(episode_steps, n_steps - total)
+        start = cells[rng.integers(len(cells))]
+        obs, _ = env.reset(seed=int(rng.integers(2**31)), options={"reset_cell": np.array(start),
+                                                                    "goal_cell": np.array(task.goal)})
+        near = [c for c in cells if 0 < tables[c][start] <= hop] if mode == "stitch" else cells
+        target = near[rng.integers(len(near))]
+        buffer = {"observation": [obs["observation"]], "achieved_goal": [obs["achieved_goal"]]}
+        actions, rewards = [], []
+        for _ in range(length):
+            pos, vel = obs["observation"][:2], obs["observation"][2:]
+            cell = tuple(int(v) for v in maze.cell_xy_to_rowcol(pos))
+            if cell == target:
+                if mode == "stitch":
+                    break
+                target = cells[rng.integers(len(cells))]
+            step = min(((cell[0] + di, cell[1] + dj) for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1))
+                        if (cell[0] + di, cell[1] + dj) in tables[target]), key=lambda c: tables[target][c],
+                       default=target)
+            waypoint = maze.cell_rowcol_to_xy(np.array(step))
+            action = np.clip(10.0 * (waypoint - pos) - 1.0 * vel, -1, 1)
+            action = np.clip(action + noise * rng.normal(size=2), -1, 1).astype(np.float32)
+            obs, _, _, _, _ = env.step(action)
+            rewards.append(float(np.linalg.norm(obs["achieved_goal"] - goal_xy) <= 0.45))
+            actions.append(action)
+            buffer["observation"].append(obs["observation"])
+            buffer["achieved_goal"].append(obs["achieved_goal"])
+        if not actions:
+            continue
+        n = len(actions)
+        observations = {k: np.array(v) for k, v in buffer.items()}
+        observations["desired_goal"] = np.tile(goal_xy, (n + 1, 1))
+        episodes.append(EpisodeBuffer(id=e, observations=observations, actions=np.array(actions), rewards=rewards,
+                                      terminations=[False] * n, truncations=[False] * (n - 1) + [True]))
+        total, e = total + n, e + 1
+    if dataset_id in minari.list_local_datasets():
+        minari.delete_dataset(dataset_id)
+    return minari.create_dataset_from_buffers(
+        dataset_id, episodes, env=env.spec, eval_env=make_env(task, eval_env=True).spec, algorithm_name=f"PD+BFS {mode}",
+        description=f"iqlkit PointMaze {task.name} ({mode}): fixed goal {task.goal}, reward 1 within 0.45, "
+                    f"continuing task, action noise {noise}")

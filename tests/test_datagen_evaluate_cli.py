@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pytest
+
+from iqlkit import datagen
+from iqlkit.data import load_minari
+from iqlkit.evaluate import evaluate, normalized_score
+
+
+@pytest.fixture
+def minari_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    return tmp_path
+
+
+def test_bfs_distances_follow_the_maze():
+    d = datagen.bfs_distances(datagen.U_MAZE, (1, 1))
+    assert d[(1, 1)] == 0 and d[(1, 3)] == 2 and d[(3, 1)] == 6 and len(d) == 7
+
+
+def test_stitch_data_never_joins_start_and_goal(minari_dir):
+    task = datagen.TASKS["umaze"]
+    ds = datagen.pointmaze(task, "stitch", n_steps=3000, seed=0)
+    assert ds.total_steps == 3000
+    eval_env = ds.recover_environment(eval_env=True)
+    assert eval_env.unwrapped.continuing_task is False
+    dist_to_goal = datagen.bfs_distances(task.maze_map, task.goal)
+    maze = datagen.make_env(task).unwrapped.maze
+    for ep in ds.iterate_episodes():
+        cells = {tuple(int(v) for v in maze.cell_xy_to_rowcol(p)) for p in ep.observations["achieved_goal"]}
+        assert not (task.start in cells and task.goal in cells)  # no episode visits both ends
+        assert max(dist_to_goal[c] for c in cells) - min(dist_to_goal[c] for c in cells) <= 3
+        assert not any(ep.terminations) and ep.truncations[-1]  # continuing task, episodes end by time-out
+        goal_xy = ep.observations["desired_goal"][0]
+        near = np.linalg.norm(ep.observations["achieved_goal"][1:] - goal_xy, axis=1) <= 0.45
+        np.testing.assert_array_equal(ep.rewards, near.astype(float))  # reward 1 within 0.45 of the goal
+
+
+def test_navigate_data_covers_the_maze_and_loads(minari_dir):
+    ds = datagen.pointmaze("umaze", "navigate", n_steps=2000, episode_steps=500, seed=1)
+    assert ds.total_episodes == 4
+    data = load_minari(ds, terminate_on_success=True, verbose=False)
+    assert data.obs_dim == 6 and data.act_dim == 2
+    assert np.all(np.abs(data.actions.numpy()) <= 1)
+
+
+def test_evaluate_counts_success_and_returns(minari_dir):
+    task = datagen.TASKS["umaze"]
+    make = lambda: datagen.make_env(task, eval_env=True, max_episode_steps=40)
+    still = evaluate(lambda obs: np.zeros((len(obs), 2)), make, n_episodes=5, n_envs=2)
+    assert still.returns.shape == (5,) and still.success_rate == 0.0
+    # a policy that knows the way: PD towards the next cell of the shortest path
+    maze = datagen.make_env(task).unwrapped.maze
+    dist = datagen.bfs_distances(task.maze_map, task.goal)
+
+    def expert(obs):
+        acts = []
+        for pos, vel in zip(obs[:, :2], obs[:, 2:4]):
+            i, j = (int(v) for v in maze.cell_xy_to_rowcol(pos))
+            nxt = min(((i + a, j + b) for a, b in ((1, 0), (-1, 0), (0, 1), (0, -1)) if (i + a, j + b) in dist),
+                      key=dist.get)
+            acts.append(np.clip(10 * (maze.cell_rowcol_to_xy(np.array(nxt)) - pos) - vel, -1, 1))
+        return np.array(acts)
+
+    good = evaluate(expert, lambda: datagen.make_env(task, eval_env=True), n_episodes=4, n_envs=4,
+                    references=(0.0, 1.0))
+    assert good.success_rate == 1.0 and np.all(good.normalized == 100.0)
+    assert normalized_score(np.array([0.5]), 0.0, 2.0)[0] == 25.0
+
+
+def test_cli_train_runs_on_a_generated_dataset(minari_dir, tmp_path, capsys):
+    from iqlkit.cli import main
+
+    main(["train", "--dataset", "iqlkit/pointmaze-umaze/stitch-v0", "--data-steps", "1500", "--steps", "60",
+          "--eval-every", "30", "--eval-episodes", "2", "--final-episodes", "2", "--eval-envs", "2",
+          "--out", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert "generating iqlkit/pointmaze-umaze/stitch-v0" in out and "success rate over 2 episodes" in out
+    run = tmp_path / "runs" / "iqlkit_pointmaze-umaze_stitch-v0" / "pointmaze-seed0"
+    final = json.loads((run / "final.json").read_text())
+    assert final["steps"] == 60 and 0.0 <= final["success_rate"] <= 1.0
+    assert (run / "log.csv").read_text().count("\n") == 3 and (run / "checkpoint.pt").exists()
+
+
+def test_cli_help_and_missing_dataset(minari_dir, capsys):
+    from iqlkit.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--dataset" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="minari download D4RL/antmaze/umaze-v1"):
+        main(["train", "--dataset", "D4RL/antmaze/umaze-v1"])
+
+
+def test_inspector_counts_what_is_in_the_data(minari_dir):
+    import matplotlib.pyplot as plt
+
+    from iqlkit.plots.dataset import episode_table, inspect_dataset
+
+    ds = datagen.pointmaze("umaze", "navigate", n_steps=1500, episode_steps=300, seed=2)
+    table = episode_table(ds)
+    assert table["length"].sum() == 1500 and table["truncated"].all() and not table["terminated"].any()
+    fig = inspect_dataset(ds)
+    bars = fig.axes[3].patches
+    assert len(fig.axes) >= 5 and bars[2].get_height() == (table["first_success"] >= 0).sum()
+    assert bars[1].get_height() == len(table["length"])
+    plt.close(fig)
