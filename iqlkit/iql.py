@@ -108,17 +108,13 @@ class IQL:
         q = self.critic_target(obs, act)
         return q.min(0).values if self.config.clipped_double_q else q[0]
 
-    def value_loss(self, batch: Batch) -> torch.Tensor:
+    def value_loss(self, batch: Batch, q_target: torch.Tensor) -> torch.Tensor:
         """Eq. 5: L_V = E[L_tau(min_i Q_target_i(s, a) - V(s))]."""
-        with torch.no_grad():
-            q = self._target_q(batch.observations, batch.actions)
-        return expectile_loss(q - self.value_net(batch.observations), self.config.tau).mean()
+        return expectile_loss(q_target - self.value_net(batch.observations), self.config.tau).mean()
 
-    def actor_loss(self, batch: Batch) -> torch.Tensor:
+    def actor_loss(self, batch: Batch, q_target: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Eq. 7: L_pi = -E[min(exp(beta (Q_target(s, a) - V(s))), 100) log pi(a|s)], no gradient through the weight."""
-        with torch.no_grad():
-            adv = self._target_q(batch.observations, batch.actions) - self.value_net(batch.observations)
-            weight = torch.exp(self.config.beta * adv).clamp(max=self.config.adv_clip)
+        weight = torch.exp(self.config.beta * (q_target - v)).clamp(max=self.config.adv_clip)
         return -(weight * self.actor.log_prob(batch.observations, batch.actions)).mean()
 
     def q_loss(self, batch: Batch, next_v: torch.Tensor) -> torch.Tensor:
@@ -134,22 +130,23 @@ class IQL:
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One IQL step (Algorithm 1); returns the detached losses (tensors: no host sync here)."""
-        if self.config.update_order == "corl":
-            with torch.no_grad():
-                next_v = self.value_net(batch.next_observations)
-            actor_loss = self.actor_loss(batch)  # uses V before its step
-        v_loss = self.value_loss(batch)
+        with torch.no_grad():
+            q_target = self._target_q(batch.observations, batch.actions)
+            if self.config.update_order == "corl":  # actor and Q see V before its step
+                v, next_v = self.value_net(batch.observations), self.value_net(batch.next_observations)
+        v_loss = self.value_loss(batch, q_target)
         self._step(self.v_opt, v_loss)
-        if self.config.update_order == "authors":
+        if self.config.update_order == "authors":  # actor and Q see the V just updated
             with torch.no_grad():
-                next_v = self.value_net(batch.next_observations)
-            actor_loss = self.actor_loss(batch)
+                v, next_v = self.value_net(batch.observations), self.value_net(batch.next_observations)
+        actor_loss = self.actor_loss(batch, q_target, v)
         self._step(self.actor_opt, actor_loss)
         self.actor_sched.step()
         q_loss = self.q_loss(batch, next_v)
         self._step(self.q_opt, q_loss)
         with torch.no_grad():
-            torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.config.polyak)
+            torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()),
+                                 self.config.polyak)
         self.steps += 1
         return {"v_loss": v_loss.detach(), "actor_loss": actor_loss.detach(), "q_loss": q_loss.detach()}
 

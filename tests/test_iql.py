@@ -28,7 +28,7 @@ def test_update_reproduces_the_three_losses_by_hand():
     torch.testing.assert_close(losses["v_loss"], v_loss.detach())
     # actor (Eq. 7) and Q (Eq. 6) use the NEW V (authors' order): rebuild it by stepping a copy's V alone
     v_new = copy.deepcopy(before)
-    v_new.v_opt.zero_grad(); v_loss_copy = v_new.value_loss(b); v_loss_copy.backward(); v_new.v_opt.step()
+    v_new.v_opt.zero_grad(); v_new.value_loss(b, q_t).backward(); v_new.v_opt.step()
     with torch.no_grad():
         adv = q_t - v_new.value_net(b.observations)
         w = torch.clamp(torch.exp(2.0 * adv), max=100.0)
