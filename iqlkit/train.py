@@ -65,6 +65,11 @@ def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: in
         log_dir.mkdir(parents=True, exist_ok=True)
         if (log_dir / CHECKPOINT).exists():
             state = torch.load(log_dir / CHECKPOINT, map_location=dev, weights_only=False)
+            saved = state["agent"]["config"]
+            diff = {k: (saved.get(k), v) for k, v in config.to_dict().items() if saved.get(k) != v}
+            if diff:
+                raise ValueError(f"{log_dir} holds a run with another config (saved, asked): {diff}. "
+                                 f"Use another log_dir (--out) or delete that folder to start afresh.")
             agent.load_state_dict(state["agent"])
             generator.set_state(state["sampler"])
             torch.set_rng_state(state["torch"])

@@ -65,3 +65,10 @@ def test_iql_learns_to_move_towards_reward():
     left, right = agent.value(np.array([[-0.9]])), agent.value(np.array([[0.45]]))
     assert right > left  # value rises towards the rewarding region
     assert float(agent.act(np.array([0.0]))[0]) > 0.2  # and the policy steps right
+
+
+def test_resuming_with_another_config_is_refused(tmp_path):
+    fit(chain_data(), CFG, steps=20, eval_every=20, log_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"another config.*'tau': \(0.7, 0.9\)"):
+        fit(chain_data(), IQLConfig(hidden=(16, 16), batch_size=32, max_steps=60, tau=0.9), steps=40,
+            log_dir=tmp_path, progress=False)
