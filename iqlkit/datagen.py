@@ -10,67 +10,9 @@ evaluation start to the evaluation goal: a method must stitch pieces of several 
 """
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
-
 import numpy as np
 
-from iqlkit.data import minari_root
-
-U_MAZE = ((1, 1, 1, 1, 1), (1, 0, 0, 0, 1), (1, 1, 1, 0, 1), (1, 0, 0, 0, 1), (1, 1, 1, 1, 1))
-MEDIUM_MAZE = ((1, 1, 1, 1, 1, 1, 1, 1), (1, 0, 0, 1, 1, 0, 0, 1), (1, 0, 0, 1, 0, 0, 0, 1),
-               (1, 1, 0, 0, 0, 1, 1, 1), (1, 0, 0, 1, 0, 0, 0, 1), (1, 0, 1, 0, 0, 1, 0, 1),
-               (1, 0, 0, 0, 1, 0, 0, 1), (1, 1, 1, 1, 1, 1, 1, 1))
-
-
-@dataclass(frozen=True)
-class MazeTask:
-    """A PointMaze layout (1 = wall) with the evaluation start and goal cells (row, col)."""
-
-    name: str
-    maze_map: tuple[tuple[int, ...], ...]
-    start: tuple[int, int]
-    goal: tuple[int, int]
-
-    def eval_map(self) -> list[list]:
-        """The layout with 'r' (reset) and 'g' (goal) cells: gymnasium-robotics' fixed start and goal."""
-        rows = [list(r) for r in self.maze_map]
-        rows[self.start[0]][self.start[1]], rows[self.goal[0]][self.goal[1]] = "r", "g"
-        return rows
-
-    def free_cells(self) -> list[tuple[int, int]]:
-        return [(i, j) for i, row in enumerate(self.maze_map) for j, c in enumerate(row) if c == 0]
-
-
-TASKS = {
-    "umaze": MazeTask("umaze", U_MAZE, start=(3, 1), goal=(1, 1)),
-    "medium": MazeTask("medium", MEDIUM_MAZE, start=(6, 1), goal=(1, 6)),
-}
-
-
-def bfs_distances(maze_map, target: tuple[int, int]) -> dict[tuple[int, int], int]:
-    """Number of cell moves from every free cell to `target` (breadth-first search)."""
-    dist, queue = {target: 0}, deque([target])
-    while queue:
-        i, j = queue.popleft()
-        for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            n = (i + di, j + dj)
-            if maze_map[n[0]][n[1]] == 0 and n not in dist:
-                dist[n] = dist[(i, j)] + 1
-                queue.append(n)
-    return dist
-
-
-def make_env(task: MazeTask, eval_env: bool = False, **kwargs):
-    """PointMaze-v3 on the task's layout; the evaluation env starts at 'r', ends at 'g' (continuing_task=False)."""
-    import gymnasium as gym
-    import gymnasium_robotics
-
-    gym.register_envs(gymnasium_robotics)
-    if eval_env:
-        return gym.make("PointMaze_UMaze-v3", maze_map=task.eval_map(), continuing_task=False, **kwargs)
-    return gym.make("PointMaze_UMaze-v3", maze_map=[list(r) for r in task.maze_map], continuing_task=True, **kwargs)
-
+from iqlkit.pointmaze import TASKS, MazeTask, bfs_distances, make_env
 
 def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: int = 100_000,
               episode_steps: int = 300, hop: int = 2, noise: float = 0.5, seed: int = 0,

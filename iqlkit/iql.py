@@ -129,7 +129,7 @@ class IQL:
         opt.step()
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One IQL step (Algorithm 1); returns the detached losses (tensors: no host sync here)."""
+        """One IQL step (Algorithm 1); returns the detached losses and mean Q_target, V (tensors: no host sync)."""
         with torch.no_grad():
             q_target = self._target_q(batch.observations, batch.actions)
             if self.config.update_order == "corl":  # actor and Q see V before its step
@@ -148,7 +148,18 @@ class IQL:
             torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()),
                                  self.config.polyak)
         self.steps += 1
-        return {"v_loss": v_loss.detach(), "actor_loss": actor_loss.detach(), "q_loss": q_loss.detach()}
+        return {"v_loss": v_loss.detach(), "actor_loss": actor_loss.detach(), "q_loss": q_loss.detach(),
+                "q_mean": q_target.mean(), "v_mean": v.mean()}
+
+    def update_actor(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Only the AWR step (Eq. 7) against frozen Q and V: policy extraction after value learning."""
+        with torch.no_grad():
+            q_target = self._target_q(batch.observations, batch.actions)
+            v = self.value_net(batch.observations)
+        actor_loss = self.actor_loss(batch, q_target, v)
+        self._step(self.actor_opt, actor_loss)
+        self.actor_sched.step()
+        return {"actor_loss": actor_loss.detach()}
 
     def _tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(x, dtype=torch.float32, device=self.device)

@@ -14,7 +14,7 @@ from iqlkit.iql import IQL, IQLConfig
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
-LOSSES = ("v_loss", "actor_loss", "q_loss")
+STATS = ("v_loss", "actor_loss", "q_loss", "q_mean", "v_mean")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -47,7 +47,7 @@ def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: in
         log_dir: str | Path | None = None, progress: bool = True) -> IQL:
     """Train IQL on `data` (raw: `prepare` applies the config's preprocessing) for `steps` updates.
 
-    Every log_every steps the losses come to the host once (no sync in between), are checked for NaN and
+    Every log_every steps the losses (and mean Q_target, V) come to the host once (no sync in between), are checked for NaN and
     written to log_dir/log.csv; every eval_every steps (and at the end) eval_fn(agent) adds its scores and a
     checkpoint is saved.
     A log_dir with a checkpoint resumes from it exactly. A non-finite loss stops training with an error that
@@ -75,11 +75,11 @@ def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: in
             torch.set_rng_state(state["torch"])
             rows = _read_log(log_dir / LOG, agent.steps)
     bar = tqdm(total=steps, initial=agent.steps, disable=not progress, desc="IQL", unit="step")
-    sums = torch.zeros(len(LOSSES), device=dev)
+    sums = torch.zeros(len(STATS), device=dev)
     count = 0
     while agent.steps < steps:
-        losses = agent.update(data.sample(config.batch_size, generator))
-        sums += torch.stack([losses[k] for k in LOSSES])
+        stats = agent.update(data.sample(config.batch_size, generator))
+        sums += torch.stack([stats[k] for k in STATS])
         count += 1
         bar.update(1)
         at_checkpoint = agent.steps % eval_every == 0 or agent.steps == steps
@@ -87,7 +87,7 @@ def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: in
             means = (sums / count).tolist()  # the one host sync per log interval
             sums.zero_()
             count = 0
-            row = {"step": agent.steps, **dict(zip(LOSSES, means))}
+            row = {"step": agent.steps, **dict(zip(STATS, means))}
             bad = [k for k, v in row.items() if not math.isfinite(v)]
             if bad:
                 bar.close()
@@ -121,3 +121,12 @@ def write_log(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def extract_policy(agent: IQL, data: Transitions, steps: int, seed: int = 0, progress: bool = True) -> IQL:
+    """Post-hoc extraction: `steps` AWR updates of the actor alone against the agent's frozen Q and V (Eq. 7)."""
+    data = prepare(data, agent.config).to(agent.device)
+    generator = torch.Generator(device=agent.device).manual_seed(seed)
+    for _ in tqdm(range(steps), disable=not progress, desc="AWR", unit="step"):
+        agent.update_actor(data.sample(agent.config.batch_size, generator))
+    return agent

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from iqlkit import datagen
+from iqlkit import datagen, pointmaze
 from iqlkit.data import load_minari
 from iqlkit.evaluate import evaluate, normalized_score
 
@@ -15,18 +15,18 @@ def minari_dir(tmp_path, monkeypatch):
 
 
 def test_bfs_distances_follow_the_maze():
-    d = datagen.bfs_distances(datagen.U_MAZE, (1, 1))
+    d = pointmaze.bfs_distances(pointmaze.U_MAZE, (1, 1))
     assert d[(1, 1)] == 0 and d[(1, 3)] == 2 and d[(3, 1)] == 6 and len(d) == 7
 
 
 def test_stitch_data_never_joins_start_and_goal(minari_dir):
-    task = datagen.TASKS["umaze"]
+    task = pointmaze.TASKS["umaze"]
     ds = datagen.pointmaze(task, "stitch", n_steps=3000, seed=0)
     assert ds.total_steps == 3000
     eval_env = ds.recover_environment(eval_env=True)
     assert eval_env.unwrapped.continuing_task is False
-    dist_to_goal = datagen.bfs_distances(task.maze_map, task.goal)
-    maze = datagen.make_env(task).unwrapped.maze
+    dist_to_goal = pointmaze.bfs_distances(task.maze_map, task.goal)
+    maze = pointmaze.make_env(task).unwrapped.maze
     for ep in ds.iterate_episodes():
         cells = {tuple(int(v) for v in maze.cell_xy_to_rowcol(p)) for p in ep.observations["achieved_goal"]}
         assert not (task.start in cells and task.goal in cells)  # no episode visits both ends
@@ -46,13 +46,13 @@ def test_navigate_data_covers_the_maze_and_loads(minari_dir):
 
 
 def test_evaluate_counts_success_and_returns(minari_dir):
-    task = datagen.TASKS["umaze"]
-    make = lambda: datagen.make_env(task, eval_env=True, max_episode_steps=40)
+    task = pointmaze.TASKS["umaze"]
+    make = lambda: pointmaze.make_env(task, eval_env=True, max_episode_steps=40)
     still = evaluate(lambda obs: np.zeros((len(obs), 2)), make, n_episodes=5, n_envs=2)
     assert still.returns.shape == (5,) and still.success_rate == 0.0
     # a policy that knows the way: PD towards the next cell of the shortest path
-    maze = datagen.make_env(task).unwrapped.maze
-    dist = datagen.bfs_distances(task.maze_map, task.goal)
+    maze = pointmaze.make_env(task).unwrapped.maze
+    dist = pointmaze.bfs_distances(task.maze_map, task.goal)
 
     def expert(obs):
         acts = []
@@ -63,7 +63,7 @@ def test_evaluate_counts_success_and_returns(minari_dir):
             acts.append(np.clip(10 * (maze.cell_rowcol_to_xy(np.array(nxt)) - pos) - vel, -1, 1))
         return np.array(acts)
 
-    good = evaluate(expert, lambda: datagen.make_env(task, eval_env=True), n_episodes=4, n_envs=4,
+    good = evaluate(expert, lambda: pointmaze.make_env(task, eval_env=True), n_episodes=4, n_envs=4,
                     references=(0.0, 1.0))
     assert good.success_rate == 1.0 and np.all(good.normalized == 100.0)
     assert normalized_score(np.array([0.5]), 0.0, 2.0)[0] == 25.0

@@ -1,0 +1,82 @@
+"""PointMaze geometry: layouts with evaluation start and goal, shortest paths, the envs, and V over the maze."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+U_MAZE = ((1, 1, 1, 1, 1), (1, 0, 0, 0, 1), (1, 1, 1, 0, 1), (1, 0, 0, 0, 1), (1, 1, 1, 1, 1))
+MEDIUM_MAZE = ((1, 1, 1, 1, 1, 1, 1, 1), (1, 0, 0, 1, 1, 0, 0, 1), (1, 0, 0, 1, 0, 0, 0, 1),
+               (1, 1, 0, 0, 0, 1, 1, 1), (1, 0, 0, 1, 0, 0, 0, 1), (1, 0, 1, 0, 0, 1, 0, 1),
+               (1, 0, 0, 0, 1, 0, 0, 1), (1, 1, 1, 1, 1, 1, 1, 1))
+
+
+@dataclass(frozen=True)
+class MazeTask:
+    """A PointMaze layout (1 = wall) with the evaluation start and goal cells (row, col)."""
+
+    name: str
+    maze_map: tuple[tuple[int, ...], ...]
+    start: tuple[int, int]
+    goal: tuple[int, int]
+
+    def eval_map(self) -> list[list]:
+        """The layout with 'r' (reset) and 'g' (goal) cells: gymnasium-robotics' fixed start and goal."""
+        rows = [list(r) for r in self.maze_map]
+        rows[self.start[0]][self.start[1]], rows[self.goal[0]][self.goal[1]] = "r", "g"
+        return rows
+
+    def free_cells(self) -> list[tuple[int, int]]:
+        return [(i, j) for i, row in enumerate(self.maze_map) for j, c in enumerate(row) if c == 0]
+
+
+TASKS = {
+    "umaze": MazeTask("umaze", U_MAZE, start=(3, 1), goal=(1, 1)),
+    "medium": MazeTask("medium", MEDIUM_MAZE, start=(6, 1), goal=(1, 6)),
+}
+
+
+def bfs_distances(maze_map, target: tuple[int, int]) -> dict[tuple[int, int], int]:
+    """Number of cell moves from every free cell to `target` (breadth-first search)."""
+    dist, queue = {target: 0}, deque([target])
+    while queue:
+        i, j = queue.popleft()
+        for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            n = (i + di, j + dj)
+            if maze_map[n[0]][n[1]] == 0 and n not in dist:
+                dist[n] = dist[(i, j)] + 1
+                queue.append(n)
+    return dist
+
+
+def make_env(task: MazeTask, eval_env: bool = False, **kwargs):
+    """PointMaze-v3 on the task's layout; the evaluation env starts at 'r', ends at 'g' (continuing_task=False)."""
+    import gymnasium as gym
+    import gymnasium_robotics
+
+    gym.register_envs(gymnasium_robotics)
+    if eval_env:
+        return gym.make("PointMaze_UMaze-v3", maze_map=task.eval_map(), continuing_task=False, **kwargs)
+    return gym.make("PointMaze_UMaze-v3", maze_map=[list(r) for r in task.maze_map], continuing_task=True, **kwargs)
+
+
+def value_grid(value_fn: Callable[[np.ndarray], np.ndarray], task: MazeTask, resolution: int = 12,
+               obs_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """V at rest (velocity 0) on a grid of x-y points, NaN inside walls: returns (xs, ys, V[len(ys), len(xs)]).
+
+    value_fn takes flat observations [x, y, vx, vy, goal_x, goal_y] (after obs_fn, e.g. a normaliser).
+    """
+    maze = make_env(task).unwrapped.maze
+    rows, cols = len(task.maze_map), len(task.maze_map[0])
+    half_w, half_h = cols / 2 * maze.maze_size_scaling, rows / 2 * maze.maze_size_scaling
+    xs = np.linspace(-half_w, half_w, cols * resolution + 1)[:-1] + half_w / (cols * resolution)
+    ys = np.linspace(half_h, -half_h, rows * resolution + 1)[:-1] - half_h / (rows * resolution)
+    X, Y = np.meshgrid(xs, ys)
+    cells = np.array([maze.cell_xy_to_rowcol(p) for p in np.stack([X.ravel(), Y.ravel()], 1)])
+    free = np.array([task.maze_map[i][j] == 0 for i, j in cells])
+    goal = maze.cell_rowcol_to_xy(np.array(task.goal))
+    obs = np.concatenate([X.ravel()[:, None], Y.ravel()[:, None], np.zeros((X.size, 2)), np.tile(goal, (X.size, 1))], 1)
+    values = np.asarray(value_fn(obs_fn(obs) if obs_fn else obs), dtype=float)
+    return xs, ys, np.where(free, values, np.nan).reshape(X.shape)
