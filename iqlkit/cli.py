@@ -40,7 +40,9 @@ def train(args: argparse.Namespace) -> dict:
     dataset = open_minari(args.dataset)
     preset = args.preset or default_preset(args.dataset)
     overrides = {k: v for k, v in (("tau", args.tau), ("beta", args.beta)) if v is not None}
-    config = IQLConfig.preset(preset, max_steps=args.steps, **overrides)
+    if args.steps:
+        overrides["max_steps"] = args.steps
+    config = IQLConfig.preset(preset, **overrides)
     data = load_minari(dataset, goal_conditioned=not args.no_goal, terminate_on_success=not args.keep_tail)
     out = Path(args.out) / args.dataset.replace("/", "_") / f"{preset}-seed{args.seed}"
     make_env = partial(dataset.recover_environment, eval_env=True)
@@ -50,9 +52,9 @@ def train(args: argparse.Namespace) -> dict:
         return evaluate(agent.act, make_env, n_episodes=episodes, n_envs=args.eval_envs, seed=args.seed,
                         references=references, vector=args.vector).summary()
 
-    print(f"training IQL ({preset}: tau={config.tau}, beta={config.beta}) for {args.steps:,} steps on "
+    print(f"training IQL ({preset}: tau={config.tau}, beta={config.beta}) for {config.max_steps:,} steps on "
           f"{resolve_device(args.device)}; run folder {out}")
-    agent = fit(data, config, steps=args.steps, seed=args.seed, device=args.device, eval_fn=eval_fn,
+    agent = fit(data, config, seed=args.seed, device=args.device, eval_fn=eval_fn,
                 eval_every=args.eval_every, log_dir=out)
     final = eval_fn(agent, args.final_episodes)
     (out / "final.json").write_text(json.dumps({"dataset": args.dataset, "preset": preset, "seed": args.seed,
@@ -81,13 +83,13 @@ def parser() -> argparse.ArgumentParser:
                    "D4RL/antmaze/umaze-v1 after `minari download D4RL/antmaze/umaze-v1`")
     t.add_argument("--preset", choices=["antmaze", "locomotion", "kitchen", "adroit", "pointmaze"],
                    help="hyperparameters (default: from the dataset id)")
-    t.add_argument("--steps", type=int, default=100_000, help="gradient updates (authors: 1,000,000)")
+    t.add_argument("--steps", type=int, help="gradient updates (default: the preset's max_steps; authors: 1,000,000)")
     t.add_argument("--tau", type=float, help="override the preset's expectile")
     t.add_argument("--beta", type=float, help="override the preset's AWR inverse temperature")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     t.add_argument("--out", default="runs", help="output folder (log.csv, checkpoint.pt, curves.png, final.json)")
-    t.add_argument("--eval-every", type=int, default=20_000)
+    t.add_argument("--eval-every", type=int, default=5_000)
     t.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation during training")
     t.add_argument("--final-episodes", type=int, default=100, help="episodes of the final evaluation")
     t.add_argument("--eval-envs", type=int, default=10, help="environments stepped together")
