@@ -91,13 +91,18 @@ class IQL:
         self.critic = TwinQ(obs_dim, act_dim, c.hidden).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.value_net = ValueNet(obs_dim, c.hidden).to(self.device)
-        self.actor = GaussianPolicy(obs_dim, act_dim, c.hidden, c.dropout, c.state_dependent_std).to(self.device)
         fused = self.device.type == "cuda"
         self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, fused=fused)
         self.v_opt = torch.optim.Adam(self.value_net.parameters(), lr=c.value_lr, fused=fused)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, fused=fused)
-        self.actor_sched = torch.optim.lr_scheduler.LambdaLR(self.actor_opt, self._actor_lr_factor)
         self.obs_dim, self.act_dim, self.steps = obs_dim, act_dim, 0
+        self.reset_actor()
+
+    def reset_actor(self) -> None:
+        """A fresh policy with its own Adam and cosine schedule (for extraction after value learning)."""
+        c = self.config
+        self.actor = GaussianPolicy(self.obs_dim, self.act_dim, c.hidden, c.dropout, c.state_dependent_std).to(self.device)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, fused=self.device.type == "cuda")
+        self.actor_sched = torch.optim.lr_scheduler.LambdaLR(self.actor_opt, self._actor_lr_factor)
 
     def _actor_lr_factor(self, step: int) -> float:
         """Cosine decay of the actor's learning rate to 0 over max_steps: 0.5 (1 + cos(pi t / T))."""

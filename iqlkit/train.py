@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -123,8 +124,14 @@ def write_log(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def extract_policy(agent: IQL, data: Transitions, steps: int, seed: int = 0, progress: bool = True) -> IQL:
-    """Post-hoc extraction: `steps` AWR updates of the actor alone against the agent's frozen Q and V (Eq. 7)."""
+def extract_policy(agent: IQL, data: Transitions, steps: int, seed: int = 0, beta: float | None = None,
+                   progress: bool = True) -> IQL:
+    """Post-hoc extraction: `steps` AWR updates of the actor alone against the agent's frozen Q and V (Eq. 7).
+
+    beta, if given, replaces the config's inverse temperature for these updates (and stays in agent.config).
+    """
+    if beta is not None:
+        agent.config = replace(agent.config, beta=beta)
     data = prepare(data, agent.config).to(agent.device)
     generator = torch.Generator(device=agent.device).manual_seed(seed)
     for _ in tqdm(range(steps), disable=not progress, desc="AWR", unit="step"):

@@ -47,3 +47,16 @@ def test_value_grid_is_nan_in_walls_and_follows_the_value_function():
     walls = np.kron(np.array(task.maze_map), np.ones((4, 4))) == 1
     assert np.all(np.isnan(V[walls])) and not np.any(np.isnan(V[~walls]))
     np.testing.assert_allclose(V[~walls], (xs[None, :] + 10 * ys[:, None])[~walls])
+
+
+def test_reset_actor_gives_a_fresh_policy_and_extraction_can_change_beta():
+    torch.manual_seed(0)
+    agent = IQL(1, 1, IQLConfig(hidden=(8,), batch_size=32, beta=3.0))
+    for _ in range(3):
+        agent.update(chain_data().sample(32))
+    old = [p.clone() for p in agent.actor.parameters()]
+    agent.reset_actor()
+    assert agent.actor_opt.param_groups[0]["params"][0] is next(agent.actor.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(old, agent.actor.parameters()))
+    extract_policy(agent, chain_data(), steps=2, beta=0.0, progress=False)
+    assert agent.config.beta == 0.0 and agent.config.tau == IQLConfig().tau
