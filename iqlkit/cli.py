@@ -1,4 +1,4 @@
-"""Command line: `python -m iqlkit train` (the kit's main job) and `python -m iqlkit make-data`."""
+"""Command line: `python -m iqlkit train` (the kit's main job), `make-data` and `bench`."""
 from __future__ import annotations
 
 import argparse
@@ -72,6 +72,13 @@ def make_data(args: argparse.Namespace) -> None:
     print(f"wrote {ds.total_episodes} episodes, {ds.total_steps:,} steps")
 
 
+def bench(args: argparse.Namespace) -> None:
+    """Print updates/s of the training paths on this machine."""
+    from iqlkit.bench import run
+
+    run(args.device, args.steps, tuple(args.hidden), args.batch_size)
+
+
 def parser() -> argparse.ArgumentParser:
     """The `python -m iqlkit` argument parser."""
     p = argparse.ArgumentParser(prog="python -m iqlkit", description="Implicit Q-Learning, from the course kit.")
@@ -105,6 +112,12 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--data-steps", type=int, default=200_000)
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(run=make_data)
+    b = sub.add_parser("bench", help="updates/s of IQL on this machine (AntMaze-sized synthetic data)")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--steps", type=int, default=300, help="timed updates per path")
+    b.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    b.add_argument("--batch-size", type=int, default=256)
+    b.set_defaults(run=bench)
     return p
 
 

@@ -106,3 +106,11 @@ def test_inspector_counts_what_is_in_the_data(minari_dir):
     assert len(fig.axes) >= 5 and bars[2].get_height() == (table["first_success"] >= 0).sum()
     assert bars[1].get_height() == len(table["length"])
     plt.close(fig)
+
+
+def test_bench_prints_hardware_and_updates_per_second(capsys):
+    from iqlkit.cli import main
+
+    main(["bench", "--device", "cpu", "--steps", "5", "--hidden", "16", "16", "--batch-size", "32"])
+    out = capsys.readouterr().out
+    assert "device: " in out and "readable (IQL.update)" in out and "updates/s" in out
