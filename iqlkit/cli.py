@@ -16,15 +16,19 @@ def default_preset(dataset_id: str) -> str:
 
 
 def ensure_builtin(dataset_id: str, n_steps: int) -> None:
-    """Generate one of the kit's own PointMaze datasets if it is not on disk yet."""
+    """Generate one of the kit's own datasets (PointMaze, recorded AntMaze) if it is not on disk yet."""
     import minari
 
-    from iqlkit import datagen
+    from iqlkit import antmaze, datagen
 
-    if dataset_id.startswith("iqlkit/pointmaze-") and dataset_id not in minari.list_local_datasets():
+    if not dataset_id.startswith("iqlkit/") or dataset_id in minari.list_local_datasets():
+        return
+    print(f"generating {dataset_id} ({n_steps:,} steps) ...")
+    if dataset_id.startswith("iqlkit/antmaze-"):
+        antmaze.record(antmaze.dataset_name(dataset_id), n_steps=n_steps, dataset_id=dataset_id)
+    else:
         task, mode = dataset_id.removeprefix("iqlkit/pointmaze-").removesuffix("-v0").split("/")
-        print(f"generating {dataset_id} ({n_steps:,} steps) ...")
-        datagen.pointmaze(task, mode, n_steps=n_steps)
+        datagen.pointmaze(task, mode, n_steps=n_steps, dataset_id=dataset_id)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -65,10 +69,13 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def make_data(args: argparse.Namespace) -> None:
-    """Write one of the kit's PointMaze datasets."""
-    from iqlkit import datagen
+    """Write one of the kit's datasets: PointMaze (umaze, medium) or a recorded AntMaze (antmaze-umaze, ...)."""
+    from iqlkit import antmaze, datagen
 
-    ds = datagen.pointmaze(args.task, args.mode, n_steps=args.data_steps, seed=args.seed)
+    if args.task.startswith("antmaze-"):
+        ds = antmaze.record(args.task.removeprefix("antmaze-"), n_steps=args.data_steps, seed=args.seed)
+    else:
+        ds = datagen.pointmaze(args.task, args.mode, n_steps=args.data_steps, seed=args.seed)
     print(f"wrote {ds.total_episodes} episodes, {ds.total_steps:,} steps")
 
 
@@ -107,7 +114,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--data-steps", type=int, default=200_000, help="size of a generated built-in dataset")
     t.set_defaults(run=train)
     m = sub.add_parser("make-data", help="generate one of the kit's PointMaze datasets")
-    m.add_argument("--task", choices=["umaze", "medium"], default="medium")
+    m.add_argument("--task", choices=["umaze", "medium", "antmaze-umaze", "antmaze-medium-play", "antmaze-large-play"],
+                   default="medium", help="PointMaze task, or an AntMaze maze to record (plumbing only)")
     m.add_argument("--mode", choices=["navigate", "stitch"], default="stitch")
     m.add_argument("--data-steps", type=int, default=200_000)
     m.add_argument("--seed", type=int, default=0)

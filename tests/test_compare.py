@@ -9,11 +9,10 @@ from iqlkit.iql import IQLConfig
 
 @pytest.fixture(scope="module")
 def umaze_data(tmp_path_factory):
-    import os
-
-    os.environ["MINARI_DATASETS_PATH"] = str(tmp_path_factory.mktemp("minari"))
-    return load_minari(datagen.pointmaze("umaze", "stitch", n_steps=2000, seed=0), terminate_on_success=True,
-                       verbose=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
+        yield load_minari(datagen.pointmaze("umaze", "stitch", n_steps=2000, seed=0), terminate_on_success=True,
+                          verbose=False)
 
 
 def test_compare_runs_every_method_and_seed(umaze_data):

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from iqlkit import antmaze
+from iqlkit.data import load_minari
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
+        yield antmaze.record("umaze", n_steps=2400, episode_steps=300, seed=0)
+
+
+def test_recorded_data_has_minari_antmaze_schema(recorded):
+    episodes = list(recorded.iterate_episodes())
+    first = episodes[0].observations
+    assert first["observation"].shape[1] == 27 and first["desired_goal"].shape[1] == 2
+    assert all(not any(ep.terminations) and ep.truncations[-1] for ep in episodes)  # continuing task
+    goals = {tuple(np.round(ep.observations["desired_goal"][0], 1)) for ep in episodes}
+    assert len(goals) > 1  # goals differ per episode
+    for ep in episodes:  # reward 1 exactly on the steps within 0.45 of the goal
+        dist = np.linalg.norm(ep.observations["achieved_goal"][1:] - ep.observations["desired_goal"][1:], axis=1)
+        np.testing.assert_array_equal(np.asarray(ep.rewards), (dist <= 0.45).astype(float))
+    assert any(sum(ep.rewards) > 1 for ep in episodes)  # the sitting-at-goal tail is there
+
+
+def test_relabelling_cuts_at_first_success_and_keeps_goal_input(recorded):
+    raw = load_minari(recorded, verbose=False)
+    cut = load_minari(recorded, terminate_on_success=True, verbose=False)
+    episodes = list(recorded.iterate_episodes())
+    firsts = [int(np.argmax(np.asarray(ep.rewards) > 0)) for ep in episodes if sum(ep.rewards) > 0]
+    assert raw.obs_dim == 29 and load_minari(recorded, goal_conditioned=False, verbose=False).obs_dim == 27
+    assert raw.terminals.sum() == 0 and cut.terminals.sum() == len(firsts)
+    assert len(cut) == len(raw) - sum(len(ep.rewards) - f - 1 for ep, f in
+                                      zip([e for e in episodes if sum(e.rewards) > 0], firsts))
+    assert cut.rewards.sum() == len(firsts)  # one rewarded step per successful episode remains
+
+
+def test_eval_env_from_dataset_matches_the_one_built_without_it(recorded):
+    from_data = antmaze.eval_env_factory("D4RL/antmaze/umaze-v1", recorded)()
+    built = antmaze.eval_env_factory("D4RL/antmaze/umaze-v1")()
+    a, _ = from_data.reset(seed=3)
+    b, _ = built.reset(seed=3)
+    np.testing.assert_allclose(a["desired_goal"], b["desired_goal"])
+    np.testing.assert_allclose(a["achieved_goal"], b["achieved_goal"])
+    assert from_data.spec.max_episode_steps == built.spec.max_episode_steps == 700
+    assert from_data.unwrapped.continuing_task and built.unwrapped.continuing_task
+
+
+def test_dataset_names():
+    assert antmaze.dataset_name("D4RL/antmaze/medium-diverse-v1") == "medium-diverse"
+    assert antmaze.dataset_name("D4RL/antmaze/umaze-v1") == "umaze"
+    assert antmaze.dataset_name("iqlkit/antmaze-large-play/recorded-v0") == "large-play"
+    with pytest.raises(ValueError, match="not an AntMaze"):
+        antmaze.dataset_name("D4RL/pen/human-v2")
+
+
+def test_cli_trains_on_recorded_antmaze_through_the_downloaded_data_path(recorded, tmp_path, capsys):
+    from iqlkit.cli import main
+
+    main(["train", "--dataset", recorded.spec.dataset_id, "--steps", "20", "--eval-every", "20",
+          "--eval-episodes", "2", "--final-episodes", "2", "--eval-envs", "2", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "antmaze: tau=0.9, beta=10.0" in out and "cut at their first success" in out
+    assert "normalised score" in out  # the recorded data carries reference scores, as Minari's do
