@@ -52,16 +52,37 @@ def readable_updates_per_second(data: Transitions, config: IQLConfig, device: to
     return steps / (time.perf_counter() - start)
 
 
+def stacked_updates_per_second(data: Transitions, config: IQLConfig, device: torch.device, seeds: int,
+                               steps: int, warmup: int = 5) -> float:
+    """Updates/s of StackedIQL.update for `seeds` agents at once (each update trains every agent)."""
+    from iqlkit.stacked import StackedIQL
+
+    stacked = StackedIQL(data.obs_dim, data.act_dim, config, seeds, device=str(device))
+    generator = torch.Generator(device=device).manual_seed(0)
+    for _ in range(warmup):
+        stacked.update(stacked.sample(data, generator))
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        stacked.update(stacked.sample(data, generator))
+    _sync(device)
+    return steps / (time.perf_counter() - start)
+
+
 def run(device: str = "auto", steps: int = 300, hidden: tuple[int, ...] = (256, 256), batch_size: int = 256,
-        obs_dim: int = 29, act_dim: int = 8) -> list[dict]:
-    """Measure each path; print a table with the hardware and return its rows."""
+        seeds: int = 16, obs_dim: int = 29, act_dim: int = 8) -> list[dict]:
+    """Measure each path in one run (so ratios are honest on a noisy machine); print a table with the hardware."""
     from iqlkit.train import resolve_device
 
     dev = resolve_device(device)
     config = IQLConfig(hidden=tuple(hidden), batch_size=batch_size)
     data = synthetic_data(100_000, obs_dim, act_dim, dev)
     rows = [{"path": "readable (IQL.update)", "seeds": 1,
-             "updates/s": readable_updates_per_second(data, config, dev, steps)}]
+             "updates/s": readable_updates_per_second(data, config, dev, steps)},
+            {"path": "stacked (StackedIQL)", "seeds": 1,
+             "updates/s": stacked_updates_per_second(data, config, dev, 1, steps)},
+            {"path": "stacked (StackedIQL)", "seeds": seeds,
+             "updates/s": stacked_updates_per_second(data, config, dev, seeds, max(steps // seeds, 10))}]
     print(f"device: {device_name(dev)}; torch {torch.__version__}; networks {hidden}, batch {batch_size}, "
           f"obs {obs_dim}, act {act_dim}")
     print(f"{'path':<28}{'seeds':>6}{'updates/s':>12}{'agent-updates/s':>18}{'1M updates':>12}")

@@ -83,7 +83,7 @@ def bench(args: argparse.Namespace) -> None:
     """Print updates/s of the training paths on this machine."""
     from iqlkit.bench import run
 
-    run(args.device, args.steps, tuple(args.hidden), args.batch_size)
+    run(args.device, args.steps, tuple(args.hidden), args.batch_size, args.seeds)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -125,6 +125,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=300, help="timed updates per path")
     b.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     b.add_argument("--batch-size", type=int, default=256)
+    b.add_argument("--seeds", type=int, default=16, help="agents trained at once on the stacked path")
     b.set_defaults(run=bench)
     return p
 

@@ -21,8 +21,14 @@ def check_tau(tau: float) -> float:
     return tau
 
 
-def expectile_loss(u: Array, tau: float) -> Array:
-    """Elementwise asymmetric L2 loss L_tau(u) = |tau - 1(u < 0)| * u^2 (paper Eq. 1), torch or numpy."""
+def expectile_loss(u: Array, tau: float | torch.Tensor) -> Array:
+    """Elementwise asymmetric L2 loss L_tau(u) = |tau - 1(u < 0)| * u^2 (paper Eq. 1), torch or numpy.
+
+    tau may be a tensor that broadcasts against u (one tau per agent); it is then not checked here, which would
+    cost a host sync per call: check it once where it is made.
+    """
+    if isinstance(tau, torch.Tensor):
+        return torch.where(u < 0, 1.0 - tau, tau) * u.square()
     tau = check_tau(tau)
     if isinstance(u, torch.Tensor):
         return torch.where(u < 0, 1.0 - tau, tau) * u.square()

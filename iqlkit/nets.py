@@ -35,17 +35,25 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+def ensemble_mlp(n: int, in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256),
+                 dropout: float = 0.0) -> nn.Sequential:
+    """n independent MLPs in one pass: [n, batch, in] -> [n, batch, out] with EnsembleLinear layers."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [EnsembleLinear(n, in_dim, width), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        in_dim = width
+    layers.append(EnsembleLinear(n, in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
 class TwinQ(nn.Module):
     """Q1(s, a) and Q2(s, a) as one batched network: returns [2, batch] in a single pass."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), n: int = 2) -> None:
         super().__init__()
-        dims = [obs_dim + act_dim, *hidden]
-        layers: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:]):
-            layers += [EnsembleLinear(n, a, b), nn.ReLU()]
-        layers.append(EnsembleLinear(n, dims[-1], 1))
-        self.net, self.n = nn.Sequential(*layers), n
+        self.net, self.n = ensemble_mlp(n, obs_dim + act_dim, 1, hidden), n
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, act], -1)
