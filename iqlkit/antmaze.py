@@ -4,7 +4,8 @@ Minari's D4RL/antmaze/*-v1 data comes from gymnasium-robotics AntMaze_*-v4 (27-d
 `achieved_goal` and `desired_goal`) run as a continuing task: reward 1 on every step within 0.45 of the goal, no
 terminations, the goal kept when reached, episodes cut by time-out (700 steps in umaze, 1000 otherwise). The
 evaluation env uses the D4RL start ('r') and goal ('g') cells below and is continuing too: its return counts the
-steps spent at the goal, so the kit scores success (any step within 0.45 of the goal).
+steps spent at the goal, so the kit scores success (any step within 0.45 of the goal). The 27-dim `observation`
+has no x-y: data.flatten_observations puts `achieved_goal` (the ant's position) in front of it.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import numpy as np
 
 R, G = "r", "g"
 
-# D4RL's evaluation start and goal, as Minari's dataset scripts set them (row 0 is the top of the maze).
+# D4RL's evaluation start and goal (row 0 is the top of the maze). Minari's umaze eval env uses the data's maze
+# mirrored ([1, 0, 0, r, 1], [1, 0, 1, 1, 1], [1, 0, 0, g, 1]: Minari issue #304); the kit evaluates umaze on the
+# data's own maze with the task its data was collected for (start bottom-left, goal top-left).
 EVAL_MAPS = {
-    "umaze": [[1, 1, 1, 1, 1], [1, 0, 0, R, 1], [1, 0, 1, 1, 1], [1, 0, 0, G, 1], [1, 1, 1, 1, 1]],
+    "umaze": [[1, 1, 1, 1, 1], [1, G, 0, 0, 1], [1, 1, 1, 0, 1], [1, R, 0, 0, 1], [1, 1, 1, 1, 1]],
     "medium": [[1, 1, 1, 1, 1, 1, 1, 1], [1, R, 0, 1, 1, 0, 0, 1], [1, 0, 0, 1, 0, 0, 0, 1], [1, 1, 0, 0, 0, 1, 1, 1],
                [1, 0, 0, 1, 0, 0, 0, 1], [1, 0, 1, 0, 0, 1, 0, 1], [1, 0, 0, 0, 1, 0, G, 1], [1, 1, 1, 1, 1, 1, 1, 1]],
     "large": [[1] * 12, [1, R, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1], [1, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1],
@@ -22,6 +25,7 @@ EVAL_MAPS = {
               [1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1], [1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1],
               [1, 0, 0, 1, 0, 0, 0, 1, 0, G, 0, 1], [1] * 12],
 }
+MINARI_UMAZE_EVAL_MAP = [[1, 1, 1, 1, 1], [1, 0, 0, R, 1], [1, 0, 1, 1, 1], [1, 0, 0, G, 1], [1, 1, 1, 1, 1]]
 ENV_IDS = {"umaze": "AntMaze_UMaze-v4", "umaze-diverse": "AntMaze_UMaze-v4", "medium-play": "AntMaze_Medium-v4",
            "medium-diverse": "AntMaze_Medium_Diverse_GR-v4", "large-play": "AntMaze_Large-v4",
            "large-diverse": "AntMaze_Large_Diverse_GR-v4"}
@@ -47,11 +51,16 @@ def make_eval_env(name: str, **kwargs):
     return gym.make(ENV_IDS[name], maze_map=EVAL_MAPS[maze], continuing_task=True, reset_target=False, **kwargs)
 
 
-def eval_env_factory(dataset_id: str, dataset=None):
-    """A no-argument env maker: the dataset's own eval env when it is on disk, else the same maze built here."""
+def eval_env_factory(dataset_id: str, dataset=None, minari_eval: bool = False):
+    """A no-argument env maker: the kit's D4RL evaluation env, or (minari_eval) the dataset's own eval env.
+
+    They agree for medium and large; for umaze Minari's eval maze is the data's maze mirrored (issue #304).
+    """
     from functools import partial
 
-    if dataset is not None:
+    if minari_eval:
+        if dataset is None:
+            raise ValueError(f"minari_eval needs the dataset on disk: minari download {dataset_id}")
         return partial(dataset.recover_environment, eval_env=True)
     return partial(make_eval_env, dataset_name(dataset_id))
 
@@ -101,7 +110,10 @@ def record(name: str = "umaze", n_steps: int = 5_000, episode_steps: int = 700, 
         total += n
     if dataset_id in minari.list_local_datasets():
         minari.delete_dataset(dataset_id)
+    maze = name.split("-")[0]  # the eval env Minari's datasets carry, its mirrored umaze included
+    minari_eval = gym.make(ENV_IDS[name], continuing_task=True, reset_target=False,
+                           maze_map=MINARI_UMAZE_EVAL_MAP if maze == "umaze" else EVAL_MAPS[maze])
     return minari.create_dataset_from_buffers(
-        dataset_id, episodes, env=env.spec, eval_env=make_eval_env(name).spec, algorithm_name="noisy random actions",
+        dataset_id, episodes, env=env.spec, eval_env=minari_eval.spec, algorithm_name="noisy random actions",
         ref_min_score=0.0, ref_max_score=float(episode_steps),
         description=f"iqlkit: AntMaze {name} recorded for plumbing tests (Minari's schema, continuing task)")

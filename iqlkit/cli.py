@@ -35,7 +35,8 @@ def train(args: argparse.Namespace) -> dict:
     """Load (or make) the dataset, train IQL with evaluation, save the run, print the final scores."""
     from functools import partial
 
-    from iqlkit.data import load_minari, open_minari
+    from iqlkit.antmaze import eval_env_factory
+    from iqlkit.data import flatten_observations, load_minari, open_minari
     from iqlkit.evaluate import evaluate, reference_scores
     from iqlkit.iql import IQLConfig
     from iqlkit.train import fit, resolve_device
@@ -49,12 +50,15 @@ def train(args: argparse.Namespace) -> dict:
     config = IQLConfig.preset(preset, **overrides)
     data = load_minari(dataset, goal_conditioned=not args.no_goal, terminate_on_success=not args.keep_tail)
     out = Path(args.out) / args.dataset.replace("/", "_") / f"{preset}-seed{args.seed}"
-    make_env = partial(dataset.recover_environment, eval_env=True)
+    make_env = (eval_env_factory(args.dataset, dataset, minari_eval=args.minari_eval) if "antmaze" in args.dataset
+                else partial(dataset.recover_environment, eval_env=True))
     references = reference_scores(dataset)
+
+    obs_fn = partial(flatten_observations, goal_conditioned=not args.no_goal)
 
     def eval_fn(agent, episodes: int = args.eval_episodes) -> dict[str, float]:
         return evaluate(agent.act, make_env, n_episodes=episodes, n_envs=args.eval_envs, seed=args.seed,
-                        references=references, vector=args.vector).summary()
+                        obs_fn=obs_fn, references=references, vector=args.vector).summary()
 
     print(f"training IQL ({preset}: tau={config.tau}, beta={config.beta}) for {config.max_steps:,} steps on "
           f"{resolve_device(args.device)}; run folder {out}")
@@ -111,6 +115,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--no-goal", action="store_true", help="drop desired_goal from dict observations")
     t.add_argument("--keep-tail", action="store_true",
                    help="keep the raw continuing data (default: terminal at the first success, tail dropped)")
+    t.add_argument("--minari-eval", action="store_true",
+                   help="AntMaze: evaluate in Minari's own eval env (its umaze maze is flipped: Minari issue #304)")
     t.add_argument("--data-steps", type=int, default=200_000, help="size of a generated built-in dataset")
     t.set_defaults(run=train)
     m = sub.add_parser("make-data", help="generate one of the kit's PointMaze datasets")

@@ -159,20 +159,32 @@ def open_minari(dataset_id: str):
 
 
 def flatten_observations(obs, goal_conditioned: bool = True) -> np.ndarray:
-    """Box observations as they are; dict ones as `observation` (+ `desired_goal` when goal_conditioned)."""
+    """Box observations as they are; dict ones as [position] + observation (+ desired_goal when goal_conditioned).
+
+    The position (`achieved_goal`, x-y) is prepended when `observation` does not start with it: Minari's AntMaze
+    `observation` (27) leaves the ant's x-y out (D4RL's 29 had it), PointMaze's starts with it. The rule reads
+    only the observation itself, so loading and evaluation always agree.
+    """
     if not isinstance(obs, dict):
         return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
     if "observation" not in obs:
         raise ValueError(f"dict observations need an 'observation' key; got keys {sorted(obs)}")
-    parts = [obs["observation"]] + ([obs["desired_goal"]] if goal_conditioned and "desired_goal" in obs else [])
-    return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], -1)
+    parts = [np.asarray(obs["observation"], dtype=np.float32)]
+    if "achieved_goal" in obs:
+        position = np.asarray(obs["achieved_goal"], dtype=np.float32)
+        if not np.allclose(parts[0][..., : position.shape[-1]], position):
+            parts.insert(0, position)
+    if goal_conditioned and "desired_goal" in obs:
+        parts.append(np.asarray(obs["desired_goal"], dtype=np.float32))
+    return np.concatenate(parts, -1)
 
 
 def load_minari(dataset_or_id, goal_conditioned: bool = True, terminate_on_success: bool = False,
                 device: str | torch.device = "cpu", verbose: bool = True) -> Transitions:
     """Transitions from a local Minari dataset (an id or a loaded MinariDataset), Box or dict observations.
 
-    goal_conditioned: input = observation + desired_goal for dict observations (goals differ per episode).
+    goal_conditioned: input = [position] + observation + desired_goal for dict observations (goals differ per
+    episode); see flatten_observations for when the position is added.
     terminate_on_success: the first step with reward > 0 becomes terminal and the rest of the episode is
     dropped (Minari's maze tasks are continuing: the agent sits at the goal collecting reward until time-out).
     Time-outs (truncations) end episodes but are never terminal.
