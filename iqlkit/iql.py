@@ -82,6 +82,18 @@ PRESETS = {
 }
 
 
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """theta <- Adam step on grad(loss), gradients cleared first."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def cosine_factor(step: int, max_steps: int) -> float:
+    """The actor's learning-rate factor 0.5 (1 + cos(pi t / T)), from 1 at t = 0 to 0 at t = T."""
+    return 0.5 * (1 + math.cos(math.pi * min(step, max_steps) / max_steps))
+
+
 class IQL:
     """The IQL agent: twin Q (+ target), V, Gaussian policy, and their Adam optimisers."""
 
@@ -106,9 +118,7 @@ class IQL:
 
     def _actor_lr_factor(self, step: int) -> float:
         """Cosine decay of the actor's learning rate to 0 over max_steps: 0.5 (1 + cos(pi t / T))."""
-        if not self.config.cosine_actor_lr:
-            return 1.0
-        return 0.5 * (1 + math.cos(math.pi * min(step, self.config.max_steps) / self.config.max_steps))
+        return cosine_factor(step, self.config.max_steps) if self.config.cosine_actor_lr else 1.0
 
     def _target_q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """min(Q1_target, Q2_target)(s, a) with clipped double Q, else Q1_target (s, a)."""
@@ -129,12 +139,6 @@ class IQL:
         target = batch.rewards + self.config.discount * (1.0 - batch.terminals) * next_v
         return (self.critic(batch.observations, batch.actions) - target).square().mean(1).sum()
 
-    @staticmethod
-    def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One IQL step (Algorithm 1); returns the detached losses and mean Q_target, V (tensors: no host sync)."""
         with torch.no_grad():
@@ -142,15 +146,15 @@ class IQL:
             if self.config.update_order == "corl":  # actor and Q see V before its step
                 v, next_v = self.value_net(batch.observations), self.value_net(batch.next_observations)
         v_loss = self.value_loss(batch, q_target)
-        self._step(self.v_opt, v_loss)
+        optimizer_step(self.v_opt, v_loss)
         if self.config.update_order == "authors":  # actor and Q see the V just updated
             with torch.no_grad():
                 v, next_v = self.value_net(batch.observations), self.value_net(batch.next_observations)
         actor_loss = self.actor_loss(batch, q_target, v)
-        self._step(self.actor_opt, actor_loss)
+        optimizer_step(self.actor_opt, actor_loss)
         self.actor_sched.step()
         q_loss = self.q_loss(batch, next_v)
-        self._step(self.q_opt, q_loss)
+        optimizer_step(self.q_opt, q_loss)
         with torch.no_grad():
             torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()),
                                  self.config.polyak)
@@ -164,7 +168,7 @@ class IQL:
             q_target = self._target_q(batch.observations, batch.actions)
             v = self.value_net(batch.observations)
         actor_loss = self.actor_loss(batch, q_target, v)
-        self._step(self.actor_opt, actor_loss)
+        optimizer_step(self.actor_opt, actor_loss)
         self.actor_sched.step()
         return {"actor_loss": actor_loss.detach()}
 

@@ -8,7 +8,6 @@ that it matches separately trained agents. One call of update() launches each ke
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import replace
 from typing import Sequence
 
@@ -18,7 +17,7 @@ from torch import nn
 
 from iqlkit.data import Transitions
 from iqlkit.expectile import check_tau, expectile_loss
-from iqlkit.iql import IQL, Batch, IQLConfig
+from iqlkit.iql import IQL, Batch, IQLConfig, cosine_factor, optimizer_step
 from iqlkit.nets import HALF_LOG_2PI, ensemble_mlp
 
 
@@ -92,15 +91,7 @@ class StackedIQL:
     def _actor_lr(self) -> float:
         """Cosine decay 0.5 (1 + cos(pi t / T)) of the actor's learning rate, as in IQL."""
         c = self.config
-        if not c.cosine_actor_lr:
-            return c.actor_lr
-        return c.actor_lr * 0.5 * (1 + math.cos(math.pi * min(self.steps, c.max_steps) / c.max_steps))
-
-    @staticmethod
-    def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        return c.actor_lr * (cosine_factor(self.steps, c.max_steps) if c.cosine_actor_lr else 1.0)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One IQL step for every agent (Eqs. 5-7, authors' order); returns per-agent stats of shape [S]."""
@@ -110,7 +101,7 @@ class StackedIQL:
             q_both = self._q(self.critic_target, s, a)
             q_target = q_both.min(1).values if c.clipped_double_q else q_both[:, 0]
         v_loss = expectile_loss(q_target - self.value_net(s).squeeze(-1), self.tau).mean(1)  # Eq. 5, [S]
-        self._step(self.v_opt, v_loss.sum())
+        optimizer_step(self.v_opt, v_loss.sum())
         with torch.no_grad():
             v = self.value_net(s).squeeze(-1)
             next_v = self.value_net(batch.next_observations).squeeze(-1)
@@ -118,10 +109,10 @@ class StackedIQL:
         actor_loss = -(weight * self.actor.log_prob(s, a)).mean(1)  # Eq. 7
         for group in self.actor_opt.param_groups:
             group["lr"] = self._actor_lr()
-        self._step(self.actor_opt, actor_loss.sum())
+        optimizer_step(self.actor_opt, actor_loss.sum())
         target = batch.rewards + c.discount * (1.0 - batch.terminals) * next_v
         q_loss = (self._q(self.critic, s, a) - target.unsqueeze(1)).square().mean(2).sum(1)  # Eq. 6
-        self._step(self.q_opt, q_loss.sum())
+        optimizer_step(self.q_opt, q_loss.sum())
         with torch.no_grad():
             torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), c.polyak)
         self.steps += 1
