@@ -1,4 +1,4 @@
-"""Methods x seeds on one dataset: train each through the same engine, evaluate, collect success rates."""
+"""Methods x seeds on one dataset: train each through the same engine (seeds stacked), evaluate, collect success rates."""
 from __future__ import annotations
 
 import os
@@ -25,40 +25,44 @@ class Run:
     rows: list
 
 
-def run_method(method: str, seed: int, data: Transitions, config: IQLConfig, task: str, eval_episodes: int,
-               eval_every: int) -> Run:
-    """Train `method` with `seed` on the task's data, evaluating every eval_every steps; final success over eval_episodes."""
+def run_method(method: str, seeds: tuple[int, ...], data: Transitions, config: IQLConfig, task: str,
+               eval_episodes: int, eval_every: int) -> list[Run]:
+    """Train `method` for all seeds at once (fit_many), evaluating every eval_every steps; one Run per seed."""
     import torch
 
-    from iqlkit.train import fit
+    from iqlkit.stacked import fit_many
 
     torch.set_num_threads(1)
     method_data, method_config = method_setup(method, data, config)
     make = partial(make_env, TASKS[task], True)
-    rows: list[dict] = []
+    counter = iter(range(10**9))
 
-    def eval_fn(agent) -> dict[str, float]:
-        result = {"success_rate": evaluate(agent.act, make, n_episodes=eval_episodes, n_envs=10, seed=seed).success_rate}
-        rows.append({"step": agent.steps, **result})
-        return result
+    def eval_fn(act) -> dict[str, float]:
+        k = next(counter) % len(seeds)  # fit_many evaluates agents 0..S-1 in order at each eval point
+        return {"success_rate": evaluate(act, make, n_episodes=eval_episodes, n_envs=10, seed=seeds[k]).success_rate}
 
-    fit(method_data, method_config, seed=seed, eval_fn=eval_fn, eval_every=eval_every, progress=False)
-    return Run(method, seed, rows[-1]["success_rate"], rows)
+    _, rows = fit_many(method_data, method_config, seeds, eval_fn=eval_fn, eval_every=eval_every,
+                       log_every=eval_every, progress=False)
+    runs = []
+    for k, seed in enumerate(seeds):
+        mine = [{"step": r["step"], "success_rate": r["success_rate"]} for r in rows if r["agent"] == k]
+        runs.append(Run(method, seed, mine[-1]["success_rate"], mine))
+    return runs
 
 
 def compare_methods(data: Transitions, config: IQLConfig, task: str, methods: tuple[str, ...] = ("iql", "one-step", "bc", "top10-bc"),
                     seeds: tuple[int, ...] = (0, 1, 2), steps: int | None = None, eval_episodes: int = 50,
                     n_evals: int = 4, workers: int | None = None) -> list[Run]:
-    """Every method with every seed (in `workers` processes, default one per CPU core); a list of Runs."""
+    """Every method with every seed: the seeds of a method train together (StackedIQL), methods in `workers`
+    processes (default one per CPU core); a list of Runs, method by method."""
     config = replace(config, max_steps=steps or config.max_steps)
-    job = partial(run_method, data=data.to("cpu"), config=config, task=task, eval_episodes=eval_episodes,
-                  eval_every=max(config.max_steps // n_evals, 1))
-    pairs = [(m, s) for m in methods for s in seeds]
-    workers = min(workers or os.cpu_count() or 1, len(pairs))
+    job = partial(run_method, seeds=tuple(seeds), data=data.to("cpu"), config=config, task=task,
+                  eval_episodes=eval_episodes, eval_every=max(config.max_steps // n_evals, 1))
+    workers = min(workers or os.cpu_count() or 1, len(methods))
     if workers == 1:
-        return [job(m, s) for m, s in pairs]
+        return [run for m in methods for run in job(m)]
     with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(job, *zip(*pairs)))
+        return [run for runs in pool.map(job, methods) for run in runs]
 
 
 def success_table(runs: list[Run]) -> dict[str, np.ndarray]:

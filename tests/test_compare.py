@@ -28,7 +28,7 @@ def test_compare_runs_every_method_and_seed(umaze_data):
 
 def test_parallel_workers_give_the_same_runs(umaze_data):
     cfg = IQLConfig.preset("pointmaze", hidden=(16, 16), batch_size=32)
-    kw = dict(methods=("one-step",), seeds=(0, 1), steps=30, eval_episodes=2, n_evals=1)
+    kw = dict(methods=("one-step", "bc"), seeds=(0, 1), steps=30, eval_episodes=2, n_evals=1)
     serial = compare_methods(umaze_data, cfg, "umaze", workers=1, **kw)
     parallel = compare_methods(umaze_data, cfg, "umaze", workers=2, **kw)
     assert [r.rows for r in serial] == [r.rows for r in parallel]
