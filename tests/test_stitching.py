@@ -1,5 +1,4 @@
 """The course's headline claim, end to end on the CPU: IQL stitches where BC and one-step fail."""
-import numpy as np
 
 from iqlkit import datagen
 from iqlkit.compare import compare_methods, success_table
