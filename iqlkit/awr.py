@@ -3,14 +3,13 @@ of beta, concurrent vs post-hoc extraction and the policy's std, all on one crit
 from __future__ import annotations
 
 import copy
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
 
+from iqlkit.compare import process_map
 from iqlkit.data import Transitions
 from iqlkit.evaluate import evaluate
 from iqlkit.iql import IQL, Batch, IQLConfig
@@ -87,8 +86,4 @@ def extraction_study(data: Transitions, jobs: list[tuple[IQLConfig, int, tuple[f
                      eval_episodes: int = 50, workers: int | None = None) -> list[ExtractionRun]:
     """run_extraction for every (config, seed, post-hoc betas) job, in `workers` processes (default: one per core)."""
     job = partial(run_extraction, data=data.to("cpu"), task=task, eval_episodes=eval_episodes)
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    if workers == 1:
-        return [job(*j) for j in jobs]
-    with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(job, *zip(*jobs)))
+    return process_map(job, jobs, workers)

@@ -15,6 +15,15 @@ from iqlkit.iql import IQLConfig
 from iqlkit.pointmaze import TASKS, make_env
 
 
+def process_map(job, arg_tuples: list[tuple], workers: int | None = None) -> list:
+    """[job(*args) for args in arg_tuples], in `workers` processes (default one per CPU core; 1 = in this process)."""
+    workers = min(workers or os.cpu_count() or 1, len(arg_tuples))
+    if workers == 1:
+        return [job(*args) for args in arg_tuples]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(job, *zip(*arg_tuples)))
+
+
 @dataclass(frozen=True)
 class Run:
     """One trained and evaluated agent: its method, seed, final success rate and CSV-style log rows."""
@@ -58,11 +67,7 @@ def compare_methods(data: Transitions, config: IQLConfig, task: str, methods: tu
     config = replace(config, max_steps=steps or config.max_steps)
     job = partial(run_method, seeds=tuple(seeds), data=data.to("cpu"), config=config, task=task,
                   eval_episodes=eval_episodes, eval_every=max(config.max_steps // n_evals, 1))
-    workers = min(workers or os.cpu_count() or 1, len(methods))
-    if workers == 1:
-        return [run for m in methods for run in job(m)]
-    with ProcessPoolExecutor(workers) as pool:
-        return [run for runs in pool.map(job, methods) for run in runs]
+    return [run for runs in process_map(job, [(m,) for m in methods], workers) for run in runs]
 
 
 def success_table(runs: list[Run]) -> dict[str, np.ndarray]:
