@@ -45,9 +45,10 @@ def _read_log(path: Path, upto: int) -> list[dict]:
 
 def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: int = 0, device: str = "auto",
         eval_fn: Callable[[IQL], dict[str, float]] | None = None, eval_every: int = 10_000, log_every: int = 1_000,
-        log_dir: str | Path | None = None, progress: bool = True) -> IQL:
+        log_dir: str | Path | None = None, progress: bool = True, agent_cls: type[IQL] = IQL) -> IQL:
     """Train IQL on `data` (raw: `prepare` applies the config's preprocessing) for `steps` updates.
 
+    agent_cls: the agent class to build (a subclass of IQL that overrides its losses, e.g. a student's).
     Every log_every steps the losses (and mean Q_target, V) come to the host once (no sync in between), are checked for NaN and
     written to log_dir/log.csv; every eval_every steps (and at the end) eval_fn(agent) adds its scores and a
     checkpoint is saved.
@@ -58,7 +59,7 @@ def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: in
     dev = resolve_device(device)
     data = prepare(data, config).to(dev)
     torch.manual_seed(seed)
-    agent = IQL(data.obs_dim, data.act_dim, config, str(dev))
+    agent = agent_cls(data.obs_dim, data.act_dim, config, str(dev))
     generator = torch.Generator(device=dev).manual_seed(seed)
     log_dir = Path(log_dir) if log_dir is not None else None
     rows: list[dict] = []

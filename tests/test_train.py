@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from iqlkit.data import Transitions
-from iqlkit.iql import IQLConfig
+from iqlkit.iql import IQL, IQLConfig
 from iqlkit.train import fit
 
 CFG = IQLConfig(hidden=(16, 16), batch_size=32, max_steps=60)
@@ -72,3 +72,33 @@ def test_resuming_with_another_config_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"another config.*'tau': \(0.7, 0.9\)"):
         fit(chain_data(), IQLConfig(hidden=(16, 16), batch_size=32, max_steps=60, tau=0.9), steps=40,
             log_dir=tmp_path, progress=False)
+
+
+def test_fit_builds_the_given_agent_class_and_its_losses_are_what_runs():
+    class FrozenValueIQL(IQL):
+        """Counts the loss calls; its V loss has zero gradient, so V must stay at its initialisation."""
+
+        calls = {"value": 0, "q": 0, "actor": 0}
+
+        def value_loss(self, batch, q_target):
+            self.calls["value"] += 1
+            return 0.0 * super().value_loss(batch, q_target)
+
+        def q_loss(self, batch, next_v):
+            self.calls["q"] += 1
+            return super().q_loss(batch, next_v)
+
+        def actor_loss(self, batch, q_target, v):
+            self.calls["actor"] += 1
+            return super().actor_loss(batch, q_target, v)
+
+    def v_params(agent):
+        return torch.cat([p.detach().flatten() for p in agent.value_net.parameters()])
+
+    agent = fit(chain_data(), CFG, steps=7, seed=1, progress=False, agent_cls=FrozenValueIQL)
+    plain = fit(chain_data(), CFG, steps=7, seed=1, progress=False)
+    torch.manual_seed(1)
+    initial = IQL(1, 1, CFG)  # fit seeds torch the same way before building the agent
+    assert type(agent) is FrozenValueIQL and FrozenValueIQL.calls == {"value": 7, "q": 7, "actor": 7}
+    torch.testing.assert_close(v_params(agent), v_params(initial), rtol=0, atol=0)
+    assert not torch.equal(v_params(plain), v_params(initial))
