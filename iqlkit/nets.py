@@ -35,14 +35,35 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+class EnsembleDropout(nn.Module):
+    """Dropout with its own rate p_k per member: x[k] * Bernoulli(1 - p_k) / (1 - p_k) in training, x in eval."""
+
+    def __init__(self, rates: Sequence[float]) -> None:
+        super().__init__()
+        if not all(0 <= p < 1 for p in rates):
+            raise ValueError(f"dropout rates must lie in [0, 1); got {list(rates)}")
+        self.register_buffer("keep", 1.0 - torch.tensor(rates, dtype=torch.float32).view(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        return x * torch.bernoulli(self.keep.expand_as(x)) / self.keep
+
+
 def ensemble_mlp(n: int, in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256),
-                 dropout: float = 0.0) -> nn.Sequential:
-    """n independent MLPs in one pass: [n, batch, in] -> [n, batch, out] with EnsembleLinear layers."""
+                 dropout: float | Sequence[float] = 0.0) -> nn.Sequential:
+    """n independent MLPs in one pass: [n, batch, in] -> [n, batch, out] with EnsembleLinear layers.
+
+    dropout: one rate for all members or one per member (an EnsembleDropout after each hidden ReLU).
+    """
+    rates = [float(dropout)] * n if isinstance(dropout, (int, float)) else [float(p) for p in dropout]
+    if len(rates) != n:
+        raise ValueError(f"need one dropout rate per member ({n}); got {len(rates)}")
     layers: list[nn.Module] = []
     for width in hidden:
         layers += [EnsembleLinear(n, in_dim, width), nn.ReLU()]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+        if max(rates) > 0:
+            layers.append(EnsembleDropout(rates))
         in_dim = width
     layers.append(EnsembleLinear(n, in_dim, out_dim))
     return nn.Sequential(*layers)

@@ -1,13 +1,15 @@
 """Many IQL agents in one set of tensors: the same update as iqlkit.iql, with a leading agent dimension S.
 
 Every network is an ensemble (critic: 2 heads per agent), every batch is [S, B, ...] (each agent draws its own
-indices), tau and beta may differ per agent. Adam works elementwise, so one Adam over stacked parameters is S
-independent Adams: agent k follows exactly the algorithm of IQL(config with its tau and beta), and a test checks
+indices); tau, beta, the actor's dropout and a learning-rate factor may differ per agent. Adam works elementwise, so
+one Adam over stacked parameters is S independent Adams (and its step is linear in the rate, so agent k's rate is
+applied exactly by scaling its step): agent k follows exactly the algorithm of IQL(its config), and a test checks
 that it matches separately trained agents. One call of update() launches each kernel once for all S agents.
 """
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import replace
 from typing import Sequence
 
@@ -24,7 +26,8 @@ from iqlkit.nets import HALF_LOG_2PI, ensemble_mlp
 class StackedPolicy(nn.Module):
     """S Gaussian policies N(tanh(MLP_k(s)), exp(log_std_k)^2), log-std state-independent and clipped to [-5, 2]."""
 
-    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int], dropout: float) -> None:
+    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int],
+                 dropout: float | Sequence[float]) -> None:
         super().__init__()
         self.net = ensemble_mlp(n, obs_dim, act_dim, hidden, dropout)
         self.log_std = nn.Parameter(torch.zeros(n, 1, act_dim))
@@ -40,34 +43,66 @@ class StackedPolicy(nn.Module):
         return (-0.5 * z.square() - log_std - HALF_LOG_2PI).sum(-1)
 
 
+def _per_agent(name: str, values: Sequence[float] | None, default: float, n: int) -> list[float]:
+    """One value per agent: `default` for all when values is None, else the n given values."""
+    values = [default] * n if values is None else [float(v) for v in values]
+    if len(values) != n:
+        raise ValueError(f"need {n} {name} (one per agent); got {len(values)}")
+    return values
+
+
+def _linears(net: nn.Module) -> list[nn.Module]:
+    """The layers of a Sequential that hold weights (dropout and ReLU layers do not)."""
+    return [layer for layer in net if hasattr(layer, "weight")]
+
+
 class StackedIQL:
-    """S IQL agents that share a config but for tau and beta (one value each, or one per agent)."""
+    """S IQL agents that share a config but for tau, beta, actor dropout and a learning-rate factor (one each)."""
 
     def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig, n_agents: int,
-                 taus: Sequence[float] | None = None, betas: Sequence[float] | None = None, device: str = "cpu") -> None:
+                 taus: Sequence[float] | None = None, betas: Sequence[float] | None = None, device: str = "cpu",
+                 dropouts: Sequence[float] | None = None, lr_scales: Sequence[float] | None = None) -> None:
         if config.state_dependent_std or config.update_order != "authors":
             raise ValueError("the stacked path implements the authors' update with state-independent std only")
         c, S, dev = config, n_agents, torch.device(device)
-        taus = [c.tau] * S if taus is None else [check_tau(t) for t in taus]
-        betas = [c.beta] * S if betas is None else list(betas)
-        if len(taus) != S or len(betas) != S or min(betas) < 0:
-            raise ValueError(f"need {S} taus and {S} betas >= 0; got {len(taus)} taus, betas {betas}")
+        taus = [check_tau(t) for t in _per_agent("taus", taus, c.tau, S)]
+        betas = _per_agent("betas", betas, c.beta, S)
+        self.dropouts = _per_agent("dropouts", dropouts, c.dropout, S)
+        self.lr_scales = _per_agent("lr_scales", lr_scales, 1.0, S)
+        if min(betas) < 0 or min(self.lr_scales) <= 0:
+            raise ValueError(f"betas must be >= 0 and lr_scales > 0; got betas {betas}, lr_scales {self.lr_scales}")
         self.config, self.n_agents, self.device, self.obs_dim, self.act_dim = c, S, dev, obs_dim, act_dim
         self.tau = torch.tensor(taus, device=dev).view(S, 1)
         self.beta = torch.tensor(betas, device=dev).view(S, 1)
         self.critic = ensemble_mlp(2 * S, obs_dim + act_dim, 1, c.hidden).to(dev)  # heads 2k, 2k+1: agent k
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.value_net = ensemble_mlp(S, obs_dim, 1, c.hidden).to(dev)
-        self.actor = StackedPolicy(S, obs_dim, act_dim, c.hidden, c.dropout).to(dev)
+        self.actor = StackedPolicy(S, obs_dim, act_dim, c.hidden, self.dropouts).to(dev)
         fused = dev.type == "cuda"
         self.q_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, fused=fused)
         self.v_opt = torch.optim.Adam(self.value_net.parameters(), lr=c.value_lr, fused=fused)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, fused=fused)
+        scale = torch.tensor(self.lr_scales, device=dev).view(S, 1, 1)
+        self._scale = None if all(s == 1.0 for s in self.lr_scales) else {
+            self.q_opt: scale.repeat_interleave(2, 0), self.v_opt: scale, self.actor_opt: scale}
         self.steps = 0
 
     def config_of(self, k: int) -> IQLConfig:
         """The IQLConfig agent k follows."""
-        return replace(self.config, tau=float(self.tau[k]), beta=float(self.beta[k]))
+        c, s = self.config, self.lr_scales[k]
+        return replace(c, tau=float(self.tau[k]), beta=float(self.beta[k]), dropout=self.dropouts[k],
+                       actor_lr=c.actor_lr * s, critic_lr=c.critic_lr * s, value_lr=c.value_lr * s)
+
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """Adam step; with per-agent rates theta_k <- theta_k + s_k (Adam(theta)_k - theta_k) (Adam is linear in lr)."""
+        if self._scale is None:
+            return optimizer_step(opt, loss)
+        params = [p for group in opt.param_groups for p in group["params"]]
+        before = [p.detach().clone() for p in params]
+        optimizer_step(opt, loss)
+        with torch.no_grad():
+            for p, old in zip(params, before):
+                p.copy_(torch.lerp(old, p, self._scale[opt]))
 
     def _q(self, net: nn.Module, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """[S, B] obs/act -> [S, 2, B]: both heads of each agent on that agent's batch."""
@@ -101,7 +136,7 @@ class StackedIQL:
             q_both = self._q(self.critic_target, s, a)
             q_target = q_both.min(1).values if c.clipped_double_q else q_both[:, 0]
         v_loss = expectile_loss(q_target - self.value_net(s).squeeze(-1), self.tau).mean(1)  # Eq. 5, [S]
-        optimizer_step(self.v_opt, v_loss.sum())
+        self._step(self.v_opt, v_loss.sum())
         with torch.no_grad():
             v = self.value_net(s).squeeze(-1)
             next_v = self.value_net(batch.next_observations).squeeze(-1)
@@ -109,10 +144,10 @@ class StackedIQL:
         actor_loss = -(weight * self.actor.log_prob(s, a)).mean(1)  # Eq. 7
         for group in self.actor_opt.param_groups:
             group["lr"] = self._actor_lr()
-        optimizer_step(self.actor_opt, actor_loss.sum())
+        self._step(self.actor_opt, actor_loss.sum())
         target = batch.rewards + c.discount * (1.0 - batch.terminals) * next_v
         q_loss = (self._q(self.critic, s, a) - target.unsqueeze(1)).square().mean(2).sum(1)  # Eq. 6
-        optimizer_step(self.q_opt, q_loss.sum())
+        self._step(self.q_opt, q_loss.sum())
         with torch.no_grad():
             torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), c.polyak)
         self.steps += 1
@@ -132,51 +167,70 @@ class StackedIQL:
 
     @staticmethod
     def from_agents(agents: Sequence[IQL]) -> "StackedIQL":
-        """Stack separately built agents (same config up to tau and beta) with their current weights."""
+        """Stack separately built agents with their current weights; their configs may differ only in tau, beta,
+        dropout and a common factor of the three learning rates (relative to the first agent's)."""
         first = agents[0]
-        stacked = StackedIQL(first.obs_dim, first.act_dim, first.config, len(agents),
-                             [a.config.tau for a in agents], [a.config.beta for a in agents], str(first.device))
+        base = first.config
+        scales = [a.config.actor_lr / base.actor_lr for a in agents]
+        for a, s in zip(agents, scales):
+            same = replace(a.config, tau=base.tau, beta=base.beta, dropout=base.dropout, actor_lr=base.actor_lr,
+                           critic_lr=a.config.critic_lr / s, value_lr=a.config.value_lr / s)
+            if not all(math.isclose(x, y, rel_tol=1e-9) if isinstance(x, float) else x == y
+                       for x, y in zip(same.to_dict().values(), base.to_dict().values())):
+                raise ValueError(f"cannot stack {a.config} with {base}: only tau, beta, dropout and a common "
+                                 f"learning-rate factor may differ (train the others in separate groups)")
+        stacked = StackedIQL(first.obs_dim, first.act_dim, base, len(agents), [a.config.tau for a in agents],
+                             [a.config.beta for a in agents], str(first.device),
+                             [a.config.dropout for a in agents], scales)
         with torch.no_grad():
             for name, nets in (("critic", [a.critic.net for a in agents]),
                                ("critic_target", [a.critic_target.net for a in agents])):
-                for layer, parts in zip(getattr(stacked, name), zip(*nets)):
-                    if hasattr(layer, "weight"):
-                        layer.weight.copy_(torch.cat([p.weight for p in parts]))
-                        layer.bias.copy_(torch.cat([p.bias for p in parts]))
+                for layer, parts in zip(_linears(getattr(stacked, name)), zip(*map(_linears, nets))):
+                    layer.weight.copy_(torch.cat([p.weight for p in parts]))
+                    layer.bias.copy_(torch.cat([p.bias for p in parts]))
             for target, sources in ((stacked.value_net, [a.value_net.net for a in agents]),
                                     (stacked.actor.net, [a.actor.net for a in agents])):
-                for layer, parts in zip(target, zip(*sources)):
-                    if hasattr(layer, "weight"):  # nn.Linear keeps W as [out, in]; EnsembleLinear as [n, in, out]
-                        layer.weight.copy_(torch.stack([p.weight.T for p in parts]))
-                        layer.bias.copy_(torch.stack([p.bias for p in parts]).unsqueeze(1))
+                for layer, parts in zip(_linears(target), zip(*map(_linears, sources))):
+                    # nn.Linear keeps W as [out, in]; EnsembleLinear as [n, in, out]
+                    layer.weight.copy_(torch.stack([p.weight.T for p in parts]))
+                    layer.bias.copy_(torch.stack([p.bias for p in parts]).unsqueeze(1))
             stacked.actor.log_std.copy_(torch.stack([a.actor.log_std for a in agents]).unsqueeze(1))
         return stacked
 
 
-def fit_many(data: Transitions, config: IQLConfig, seeds: Sequence[int], taus: Sequence[float] | None = None,
-             betas: Sequence[float] | None = None, steps: int | None = None, device: str = "auto",
-             eval_fn=None, eval_every: int = 10_000, log_every: int = 1_000, progress: bool = True
-             ) -> tuple[StackedIQL, list[dict]]:
+def fit_many(data: Transitions, config: IQLConfig | Sequence[IQLConfig], seeds: Sequence[int],
+             taus: Sequence[float] | None = None, betas: Sequence[float] | None = None, steps: int | None = None,
+             device: str = "auto", eval_fn=None, eval_every: int = 10_000, log_every: int = 1_000,
+             progress: bool = True, probe=None) -> tuple[StackedIQL, list[dict]]:
     """Train len(seeds) agents at once; agent k starts and samples as fit(data, config_k, seed=seeds[k]) would.
 
-    eval_fn(act_k) -> dict is called for each agent k every eval_every steps with act_k(obs) = agent k's mean
-    action. Returns the stack and log rows (one per agent and log point: step, agent, seed, tau, beta, stats).
+    config: one config (taus/betas then set agent k's tau and beta) or one per agent, differing only in what
+    StackedIQL.from_agents can stack. eval_fn(act_k) -> dict is called for each agent k every eval_every steps with
+    act_k(obs) = agent k's mean action; probe(stack) -> dict of [S] tensors (e.g. iqlkit.taustudy.Probe) adds
+    diagnostics at every log point. Returns the stack and log rows (one per agent and log point: step, agent,
+    seed, tau, beta, stats).
     """
     from tqdm.auto import tqdm
 
     from iqlkit.train import prepare, resolve_device
 
-    steps = config.max_steps if steps is None else steps
-    dev = resolve_device(device)
-    data = prepare(data, config).to(dev)
     S = len(seeds)
-    taus = list(taus) if taus is not None else [config.tau] * S
-    betas = list(betas) if betas is not None else [config.beta] * S
+    if isinstance(config, IQLConfig):
+        taus, betas = _per_agent("taus", taus, config.tau, S), _per_agent("betas", betas, config.beta, S)
+        configs = [replace(config, tau=tau, beta=beta) for tau, beta in zip(taus, betas)]
+    elif len(config) != S or taus is not None or betas is not None:
+        raise ValueError(f"give one config per seed ({S}; got {len(config)}) and no separate taus/betas")
+    else:
+        configs = list(config)
+    steps = configs[0].max_steps if steps is None else steps
+    dev = resolve_device(device)
+    data = prepare(data, configs[0]).to(dev)
     agents = []
-    for seed, tau, beta in zip(seeds, taus, betas):
+    for seed, cfg in zip(seeds, configs):
         torch.manual_seed(seed)
-        agents.append(IQL(data.obs_dim, data.act_dim, replace(config, tau=tau, beta=beta), str(dev)))
+        agents.append(IQL(data.obs_dim, data.act_dim, cfg, str(dev)))
     stacked = StackedIQL.from_agents(agents)
+    taus, betas = [c.tau for c in configs], [c.beta for c in configs]
     generators = [torch.Generator(device=dev).manual_seed(seed) for seed in seeds]
     rows: list[dict] = []
     sums, count = None, 0
@@ -186,6 +240,9 @@ def fit_many(data: Transitions, config: IQLConfig, seeds: Sequence[int], taus: S
         sums = block if sums is None else sums + block
         count += 1
         if stacked.steps % log_every == 0 or stacked.steps % eval_every == 0 or stacked.steps == steps:
+            if probe is not None:
+                extra = probe(stacked)
+                stats, sums = {**stats, **extra}, torch.cat([sums, count * torch.stack(list(extra.values()))])
             means = (sums / count).T.tolist()  # one host sync per log interval
             sums, count = None, 0
             for k in range(S):

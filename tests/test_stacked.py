@@ -71,3 +71,35 @@ def test_fit_many_reproduces_separate_fit_runs_with_the_same_seeds():
         np.testing.assert_allclose(stacked.act(obs)[k], alone.act(obs), atol=2e-3)
         np.testing.assert_allclose(rows[-2 + k]["a0"], alone.act(np.zeros(1))[0], atol=2e-3)
     assert [(r["step"], r["agent"]) for r in rows] == [(100, 0), (100, 1), (200, 0), (200, 1)]
+
+
+def test_per_agent_learning_rates_and_dropout_free_agents_match_separate_agents():
+    lrs = (3e-4, 1e-4, 6e-4)
+    configs = [CFG.__class__(**{**CFG.to_dict(), "actor_lr": lr, "critic_lr": lr, "value_lr": lr}) for lr in lrs]
+    agents, stacked, history = run_both(configs, steps=150)
+    assert stacked.lr_scales == pytest.approx([1.0, 1 / 3, 2.0])
+    for key in ("v_loss", "q_loss", "actor_loss"):
+        expected = torch.stack([s[key] for s in history[-1][0]])
+        torch.testing.assert_close(history[-1][1][key], expected, rtol=2e-3, atol=2e-4)
+    assert stacked.config_of(2).critic_lr == pytest.approx(6e-4)
+
+
+def test_ensemble_dropout_has_one_rate_per_member():
+    from iqlkit.nets import EnsembleDropout
+
+    drop = EnsembleDropout([0.0, 0.3, 0.6])
+    x = torch.ones(3, 20_000, 4)
+    out = drop(x)
+    zeros = (out == 0).float().mean((1, 2))
+    torch.testing.assert_close(zeros, torch.tensor([0.0, 0.3, 0.6]), atol=0.01, rtol=0)
+    torch.testing.assert_close(out.mean((1, 2)), torch.ones(3), atol=0.03, rtol=0)  # inverted dropout keeps the mean
+    assert torch.equal(drop.eval()(x), x)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        EnsembleDropout([0.1, 1.0])
+
+
+def test_from_agents_refuses_configs_it_cannot_stack():
+    with pytest.raises(ValueError, match="separate groups"):
+        StackedIQL.from_agents([IQL(1, 1, CFG), IQL(1, 1, CFG.__class__(**{**CFG.to_dict(), "batch_size": 32}))])
+    stacked = StackedIQL.from_agents([IQL(1, 1, CFG), IQL(1, 1, CFG.__class__(**{**CFG.to_dict(), "dropout": 0.3}))])
+    assert stacked.dropouts == [0.0, 0.3] and stacked.config_of(1).dropout == 0.3
