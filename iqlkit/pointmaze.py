@@ -62,6 +62,17 @@ def make_env(task: MazeTask, eval_env: bool = False, **kwargs):
     return gym.make("PointMaze_UMaze-v3", maze_map=[list(r) for r in task.maze_map], continuing_task=True, **kwargs)
 
 
+def success_rate(act: Callable[[np.ndarray], np.ndarray], task: str = "medium", n_episodes: int = 50,
+                 seed: int = 0) -> dict[str, float]:
+    """{'success_rate': share of n_episodes from the task's start that reach its goal} (picklable via partial)."""
+    from functools import partial
+
+    from iqlkit.evaluate import evaluate
+
+    result = evaluate(act, partial(make_env, TASKS[task], True), n_episodes=n_episodes, n_envs=10, seed=seed)
+    return {"success_rate": result.success_rate}
+
+
 def value_grid(value_fn: Callable[[np.ndarray], np.ndarray], task: MazeTask, resolution: int = 12,
                obs_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """V at rest (velocity 0) on a grid of x-y points, NaN inside walls: returns (xs, ys, V[len(ys), len(xs)]).

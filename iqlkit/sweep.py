@@ -1,0 +1,191 @@
+"""Ablation sweeps: configurations x seeds, trained in stacks where the shapes allow, resumable from disk.
+
+A run is one (config, seed). Runs whose configs differ only in tau, beta, actor dropout or a common learning-rate
+factor train together in one StackedIQL (fit_many); other differences (batch size, depth, width) form separate
+groups. Every finished group appends its rows to results.csv (one row per run and evaluation: config, seed, step,
+scores), so an interrupted sweep, started again, trains only the runs that have no final row yet.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from iqlkit.data import Transitions
+from iqlkit.iql import IQLConfig
+
+RESULTS = "results.csv"
+
+# the reproducibility report's Table 3 (one hyperparameter at a time around the authors' AntMaze settings)
+REPORT_GRID: dict[str, tuple] = {
+    "tau": (0.5, 0.6, 0.7, 0.8, 0.9, 0.99),
+    "beta": (5.0, 10.0, 20.0),
+    "dropout": (0.0, 0.1, 0.3, 0.5),
+    "batch_size": (256, 512, 1024),
+    "depth": (2, 3, 5),
+    "lr": (2e-4, 3e-4, 4e-4),
+}
+AXIS_LABELS = {"tau": "Expectile (tau)", "beta": "Temperature (beta)", "dropout": "Dropout (p)",
+               "batch_size": "Batch size (B)", "depth": "Network depth (d)", "lr": "Learning rate (lr)"}
+
+
+def with_value(base: IQLConfig, axis: str, value: float) -> IQLConfig:
+    """base with one hyperparameter set: an IQLConfig field, 'depth' (hidden layers of base's width) or 'lr' (all three)."""
+    if axis == "depth":
+        return replace(base, hidden=(base.hidden[0],) * int(value))
+    if axis == "lr":
+        return replace(base, actor_lr=value, critic_lr=value, value_lr=value)
+    if axis not in base.to_dict():
+        raise ValueError(f"unknown axis {axis!r}: use an IQLConfig field, 'depth' or 'lr'")
+    return replace(base, **{axis: type(getattr(base, axis))(value)})
+
+
+def ablation(base: IQLConfig, grid: dict[str, Sequence] = REPORT_GRID) -> list[tuple[str, float, IQLConfig]]:
+    """One-at-a-time ablation (the report's layout): (axis, value, config) for every value of every axis."""
+    return [(axis, value, with_value(base, axis, value)) for axis, values in grid.items() for value in values]
+
+
+def config_id(config: IQLConfig) -> str:
+    """A run's config as one canonical JSON string (the key in results.csv)."""
+    return json.dumps(config.to_dict(), sort_keys=True)
+
+
+def stack_key(config: IQLConfig) -> str:
+    """Configs with the same key train in one stack: all but tau, beta, dropout and the learning-rate factor agree."""
+    scale = config.actor_lr
+    return config_id(replace(config, tau=0.5, beta=0.0, dropout=0.0, actor_lr=1.0, critic_lr=config.critic_lr / scale,
+                             value_lr=config.value_lr / scale))
+
+
+def read_results(out: str | Path) -> list[dict]:
+    """The rows of out/results.csv (numbers parsed), [] when there is none."""
+    path = Path(out) / RESULTS
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: v if k == "config" else float(v) if v != "" else float("nan") for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def _write_results(out: Path, rows: list[dict]) -> None:
+    """Rewrite results.csv atomically (an interruption never leaves half a file)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = out / (RESULTS + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out / RESULTS)
+
+
+def _train_group(data: Transitions, jobs: list[tuple[IQLConfig, int]], steps: int, eval_fn: Callable,
+                 eval_every: int, log_every: int | None, probe: Callable | None, device: str,
+                 threads: int | None) -> list[dict]:
+    """Train one stack of runs with fit_many; rows at each evaluation (config, seed, step, stats, scores)."""
+    import torch
+
+    from iqlkit.stacked import fit_many
+
+    if threads:
+        torch.set_num_threads(threads)
+    configs, seeds = [c for c, _ in jobs], [s for _, s in jobs]
+    _, rows = fit_many(data, configs, seeds, steps=steps, device=device, eval_fn=eval_fn, eval_every=eval_every,
+                       log_every=log_every or eval_every, progress=False, probe=probe)
+    return [{"config": config_id(configs[int(r["agent"])]), "seed": r["seed"], "steps": steps,
+             **{k: v for k, v in r.items() if k not in ("agent", "seed", "tau", "beta")}} for r in rows]
+
+
+def sweep(data: Transitions, configs: Sequence[IQLConfig], seeds: Sequence[int], out: str | Path,
+          eval_fn: Callable[[Callable], dict], steps: int | None = None, n_evals: int = 3, device: str = "cpu",
+          max_agents: int = 48, workers: int = 1, log_every: int | None = None, probe: Callable | None = None,
+          progress: bool = True) -> list[dict]:
+    """Train every config with every seed (stacked where possible) and evaluate n_evals times; resumable.
+
+    eval_fn(act) -> dict of scores (picklable when workers > 1); act maps a batch of observations to actions.
+    log_every (default: at the evaluations) adds rows of training statistics and probe(stack) diagnostics.
+    Returns every row of out/results.csv, earlier runs included.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = read_results(out)
+    unique = list({config_id(c): c for c in configs}.values())
+    n_steps = {config_id(c): steps or c.max_steps for c in unique}
+    done = {(r["config"], int(r["seed"])) for r in rows if r["step"] == r["steps"] == n_steps.get(r["config"])}
+    todo = [(c, s) for c in unique for s in seeds if (config_id(c), s) not in done]
+    groups: dict[tuple, list] = {}
+    for c, s in todo:
+        groups.setdefault((stack_key(c), n_steps[config_id(c)]), []).append((c, s))
+    chunks = [(jobs[i: i + max_agents], n) for (_, n), jobs in groups.items() for i in range(0, len(jobs), max_agents)]
+    bar = tqdm(total=sum(len(j) * n for j, n in chunks), disable=not progress, desc=f"sweep {len(todo)} runs",
+               unit="agent-step", unit_scale=True)
+    if len(unique) * len(seeds) > len(todo):
+        bar.write(f"{len(unique) * len(seeds) - len(todo)} runs already in {out / RESULTS}: skipped")
+
+    def finish(jobs_rows: list[dict], jobs, n) -> None:
+        rows.extend(jobs_rows)
+        _write_results(out, rows)
+        bar.update(len(jobs) * n)
+
+    args = [(data.to("cpu") if workers > 1 else data, jobs, n, eval_fn, max(n // n_evals, 1), log_every, probe, device,
+             1 if workers > 1 else None) for jobs, n in chunks]
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(min(workers, len(chunks))) as pool:
+            futures = {pool.submit(_train_group, *a): a for a in args}
+            for future in as_completed(futures):
+                finish(future.result(), futures[future][1], futures[future][2])
+    else:
+        for a in args:
+            finish(_train_group(*a), a[1], a[2])
+    bar.close()
+    return rows
+
+
+def final_scores(rows: list[dict], config: IQLConfig, metric: str = "success_rate") -> np.ndarray:
+    """The metric at each seed's last evaluation of `config`, one value per seed (sorted by seed)."""
+    key, last = config_id(config), {}
+    for r in rows:
+        if r["config"] == key and r["step"] == r["steps"]:
+            last[int(r["seed"])] = r[metric]
+    return np.array([last[s] for s in sorted(last)])
+
+
+def ablation_table(results: dict[str, list[dict]], entries: list[tuple[str, float, IQLConfig]],
+                   metric: str = "success_rate", scale: float = 100.0) -> list[dict]:
+    """Table 3's layout: one row per (axis, value), one column per dataset, cells (mean, std, n) over seeds x scale."""
+    table = []
+    for axis, value, config in entries:
+        row = {"axis": axis, "value": value}
+        for name, rows in results.items():
+            scores = final_scores(rows, config, metric) * scale
+            row[name] = (float(scores.mean()), float(scores.std()), len(scores)) if len(scores) else None
+        table.append(row)
+    return table
+
+
+def format_table(table: list[dict]) -> str:
+    """The table as Markdown, mean +- std (n seeds), the best mean of each axis and dataset in bold."""
+    datasets = [k for k in table[0] if k not in ("axis", "value")]
+    best = {(r["axis"], d): max((x[d][0] for x in table if x["axis"] == r["axis"] and x[d]), default=None)
+            for r in table for d in datasets}
+    lines = ["| hyperparameter | value | " + " | ".join(datasets) + " |", "|---|---|" + "---|" * len(datasets)]
+    previous = None
+    for r in table:
+        cells = []
+        for d in datasets:
+            if r[d] is None:
+                cells.append("-")
+                continue
+            mean, std, n = r[d]
+            text = f"{mean:.1f} ± {std:.1f}"
+            cells.append(f"**{text}**" if mean == best[(r["axis"], d)] else text)
+        label = AXIS_LABELS.get(r["axis"], r["axis"]) if r["axis"] != previous else ""
+        previous = r["axis"]
+        lines.append(f"| {label} | {r['value']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
