@@ -1,4 +1,4 @@
-"""Command line: `python -m iqlkit train` (the kit's main job), `make-data` and `bench`."""
+"""Command line: `python -m iqlkit train` (the kit's main job), `make-data`, `bench` and `assign`."""
 from __future__ import annotations
 
 import argparse
@@ -90,6 +90,25 @@ def bench(args: argparse.Namespace) -> None:
     run(args.device, args.steps, tuple(args.hidden), args.batch_size, args.seeds)
 
 
+def assign_release(args: argparse.Namespace) -> None:
+    """Write the student notebooks of the assignment sources."""
+    from iqlkit.assign.release import release
+
+    for path in release(Path(args.source), Path(args.out)):
+        print(f"wrote {path}")
+
+
+def assign_autograde(args: argparse.Namespace) -> None:
+    """Grade a folder of submissions; write the CSV and the executed notebooks; print a summary."""
+    from iqlkit.assign.grade import autograde, summary
+
+    results = autograde(Path(args.source), Path(args.submissions), Path(args.out), timeout_s=args.timeout,
+                        cell_timeout_s=args.cell_timeout, workers=args.workers, smoke=args.smoke,
+                        memory_gb=args.memory_gb or None)
+    print(summary(results))
+    print(f"wrote {args.out} and the executed notebooks in {Path(args.out).with_suffix('')}/")
+
+
 def parser() -> argparse.ArgumentParser:
     """The `python -m iqlkit` argument parser."""
     p = argparse.ArgumentParser(prog="python -m iqlkit", description="Implicit Q-Learning, from the course kit.")
@@ -133,6 +152,22 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=256)
     b.add_argument("--seeds", type=int, default=16, help="agents trained at once on the stacked path")
     b.set_defaults(run=bench)
+    a = sub.add_parser("assign", help="classroom assignments: release student notebooks, autograde submissions")
+    asub = a.add_subparsers(dest="action", required=True)
+    r = asub.add_parser("release", help="student notebooks from the sources (solutions and hidden tests removed)")
+    r.add_argument("--source", default="assignments/source", help="folder of source notebooks, or one notebook")
+    r.add_argument("--out", default="assignments/release", help="folder for the student notebooks")
+    r.set_defaults(run=assign_release)
+    g = asub.add_parser("autograde", help="grade SUBMISSIONS/<student>/<assignment>.ipynb into a CSV")
+    g.add_argument("submissions", help="folder with one subfolder per student holding <assignment>.ipynb")
+    g.add_argument("--source", default="assignments/source", help="folder of source notebooks (the tests)")
+    g.add_argument("--out", default="grades.csv", help="the CSV; executed notebooks go to the folder of that name")
+    g.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
+    g.add_argument("--cell-timeout", type=float, help="seconds per cell (default: --timeout)")
+    g.add_argument("--workers", type=int, default=2, help="notebooks run at once (default 2)")
+    g.add_argument("--memory-gb", type=float, default=8, help="address-space limit per notebook, 0 = none (default 8)")
+    g.add_argument("--smoke", action="store_true", help="run the notebooks with IQLKIT_SMOKE=1 (short loops)")
+    g.set_defaults(run=assign_autograde)
     return p
 
 

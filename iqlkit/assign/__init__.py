@@ -1,0 +1,1 @@
+"""Classroom assignments in nbgrader's format: student self-checks, release, autograding."""
