@@ -253,7 +253,6 @@ def autograde(source_dir: Path, submissions_dir: Path, out_csv: Path, timeout_s:
                                  "CSV columns, so they must be unique across assignments (prefix them, e.g. a1_...)")
             owner[q.grade_id] = name
     env = dict(os.environ, **({"IQLKIT_SMOKE": "1"} if smoke else {}))
-    env.setdefault("MPLBACKEND", "Agg")
     feedback = out_csv.with_suffix("")
     jobs = [(s, p, submissions_dir / s / p.name, feedback / s / p.name) for s in students for p in source_paths]
     with ThreadPoolExecutor(max(1, workers)) as pool:
