@@ -52,6 +52,7 @@ class Result:
     questions: list[Question]
     points: dict[str, float | None] = field(default_factory=dict)
     status: str = "ok"
+    seconds: float = 0.0
 
     @property
     def total(self) -> float:
@@ -190,18 +191,20 @@ def grade_one(student: str, source: Path, submission: Path, feedback: Path, time
     log.unlink(missing_ok=True)
     command = [sys.executable, "-m", "iqlkit.assign.grade", str(feedback), str(log), str(cell_timeout_s), str(timeout_s),
                str(memory_gb or 0)]
+    began = time.monotonic()
     worker = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     try:
         _, stderr = worker.communicate(timeout=timeout_s + 30)
     except subprocess.TimeoutExpired:
         stderr = ""
+    result.seconds = time.monotonic() - began
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     log.unlink(missing_ok=True)
-    for entry in entries:
-        if "kernel_pid" in entry and worker.returncode is None:
-            _kill_group(entry["kernel_pid"])
-    if worker.returncode is None:
+    if not any("status" in e for e in entries):  # the worker did not shut its kernel down: end both
+        for entry in entries:
+            if "kernel_pid" in entry:
+                _kill_group(entry["kernel_pid"])
         _kill_group(worker.pid)
         worker.wait()
     passed = {e["grade_id"]: e["error"] is None for e in entries if "grade_id" in e}
@@ -269,10 +272,10 @@ def write_csv(results: list[Result], out_csv: Path) -> None:
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     with out_csv.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["student", "assignment", *(q.column for q in columns), "total", "max_total", "status"])
+        w.writerow(["student", "assignment", *(q.column for q in columns), "total", "max_total", "seconds", "status"])
         for r in results:
             cells = ["" if r.points.get(q.grade_id) is None else f"{r.points[q.grade_id]:g}" for q in columns]
-            w.writerow([r.student, r.assignment, *cells, f"{r.total:g}", f"{r.max_total:g}", r.status])
+            w.writerow([r.student, r.assignment, *cells, f"{r.total:g}", f"{r.max_total:g}", f"{r.seconds:.0f}", r.status])
 
 
 def summary(results: list[Result]) -> str:
