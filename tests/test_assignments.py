@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
+from iqlkit.assign.checks import check_close, check_raises, check_shape, check_true
 from iqlkit.assign.grade import autograde, questions
 from iqlkit.assign.release import release
 
@@ -76,14 +78,14 @@ def test_there_are_assignments():
 def test_source_is_stored_without_outputs_and_well_formed(path):
     nb = read(path)
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
-    assert not dirty, f"{path.name} has outputs in cells {dirty}: clear them (jupyter nbconvert --clear-output --inplace)"
+    assert not dirty, f"{path.name} has outputs in cells {dirty}: clear them (nbconvert --clear-output --inplace)"
     asked = questions(nb)
     assert any(q.auto for q in asked), f"{path.name} has no autograded question"
     for cell in nb.cells:
         meta = nbgrader(cell)
         if meta.get("grade") and not meta.get("solution"):
             public = cell.source.split("### BEGIN HIDDEN TESTS")[0]
-            assert public.strip(), f"{path.name}: test cell {meta['grade_id']} has no public checks before its hidden tests"
+            assert public.strip(), f"{path.name}: test cell {meta['grade_id']} has no public checks before hidden ones"
         if meta.get("solution") and cell.cell_type == "code":
             assert "### BEGIN SOLUTION" in cell.source, \
                 f"{path.name}: solution cell {meta['grade_id']} has no ### BEGIN SOLUTION region to replace by the stub"
@@ -168,7 +170,8 @@ def test_grade_csv(graded):
             column = f"{q.grade_id} ({q.points:g})"
             assert by["solution", name][column] == ("" if not q.auto else f"{q.points:g}")
             assert by["stubs", name][column] == "0"
-        assert by["solution", name]["total"] == by["solution", name]["max_total"] == f"{results['solution', name].max_total:g}"
+        full = f"{results['solution', name].max_total:g}"
+        assert by["solution", name]["total"] == by["solution", name]["max_total"] == full
     executed = read(path.with_suffix("") / "solution" / f"{NAMES[0]}.ipynb")
     assert any(c.get("outputs") for c in executed.cells), "the executed notebooks are kept for feedback"
 
@@ -237,13 +240,34 @@ def test_autograder_restores_tampered_tests(adversarial):
     assert results["tamper"].points["a1_q1_loss"] == 0
     restored = next(c for c in read(executed / "tamper" / "a1_expectiles.ipynb").cells
                     if nbgrader(c).get("grade_id") == "a1_q1_loss")
-    original = next(c for c in read(SOURCE / "a1_expectiles.ipynb").cells if nbgrader(c).get("grade_id") == "a1_q1_loss")
+    original = next(c for c in read(SOURCE / "a1_expectiles.ipynb").cells
+                    if nbgrader(c).get("grade_id") == "a1_q1_loss")
     assert restored.source == original.source and "BEGIN HIDDEN TESTS" in restored.source
     assert restored.outputs[-1].ename == "NotImplementedError"
 
 
 def test_release_refuses_an_unclosed_solution(tmp_path):
-    nb = with_cell(read(SOURCE / "a1_expectiles.ipynb"), "a1_q1_code", "def f():\n    ### BEGIN SOLUTION\n    return 1\n")
+    unclosed = "def f():\n    ### BEGIN SOLUTION\n    return 1\n"
+    nb = with_cell(read(SOURCE / "a1_expectiles.ipynb"), "a1_q1_code", unclosed)
     nbformat.write(nb, tmp_path / "broken.ipynb")
     with pytest.raises(RuntimeError, match="no end solution"):
         release(tmp_path / "broken.ipynb", tmp_path / "out")
+
+
+def test_checks_say_what_was_expected_and_what_came_back():
+    with pytest.raises(AssertionError, match=r"loss\(1\): expected 0.9, got 0.1"):
+        check_close("loss(1)", 0.1, 0.9)
+    with pytest.raises(AssertionError, match=r"expected shape \(4,\), got shape \(3,\)"):
+        check_close("V", np.zeros(3), np.zeros(4))
+    with pytest.raises(AssertionError, match=r"largest difference at index \(1, 0\): expected 2, got 5"):
+        check_close("Q", [[1.0, 1.0], [5.0, 1.0]], [[1.0, 1.0], [2.0, 1.0]])
+    with pytest.raises(AssertionError, match="got None"):
+        check_close("f()", None, 1.0)
+    with pytest.raises(AssertionError, match="expected ValueError, but it returned -0.5"):
+        check_raises("f(tau=2)", lambda: -0.5)
+    with pytest.raises(AssertionError, match=r"Q: expected shape \(3, 4\), got shape \(3,\)"):
+        check_shape("Q", np.zeros(3), (3, 4))
+    with pytest.raises(AssertionError, match="^the message$"):
+        check_true(False, "the message")
+    check_close("fine", np.ones(3), [1, 1, 1 + 1e-9])
+    check_raises("fine", lambda: check_true(False, "raised"), AssertionError)

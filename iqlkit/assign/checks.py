@@ -10,7 +10,7 @@ def _show(x: Any) -> str:
     """A short printable form of a value: arrays with their shape, a few entries, 6 significant digits."""
     if isinstance(x, np.ndarray) and x.ndim > 0:
         return f"array of shape {x.shape} {np.array2string(x, precision=6, threshold=8, edgeitems=3)}"
-    return repr(x.item() if isinstance(x, np.ndarray) else x)
+    return repr(x.item() if isinstance(x, (np.ndarray, np.generic)) else x)
 
 
 def _as_array(name: str, x: Any) -> np.ndarray:
@@ -38,12 +38,14 @@ def check_close(name: str, got: Any, expected: Any, atol: float = 1e-8, rtol: fl
         raise AssertionError(f"{name}: expected shape {e.shape}, got shape {g.shape}\n"
                              f"  expected {_show(e)}\n  got      {_show(g)}")
     bad = ~np.isclose(g, e, atol=atol, rtol=rtol)
-    if np.any(bad):
-        i = np.unravel_index(np.argmax(np.where(bad, np.abs(g - e), -1.0)), g.shape) if g.ndim else ()
-        where = f" at index {tuple(int(k) for k in i)}" if g.ndim else ""
-        raise AssertionError(f"{name}: expected {_show(e)}, got {_show(g)}\n"
-                             f"  largest difference{where}: expected {e[i]:.10g}, got {g[i]:.10g} "
-                             f"(tolerance atol={atol:g}, rtol={rtol:g})")
+    if not np.any(bad):
+        return
+    tolerance = f"(tolerance atol={atol:g}, rtol={rtol:g})"
+    if g.ndim == 0:
+        raise AssertionError(f"{name}: expected {e.item():.10g}, got {g.item():.10g} {tolerance}")
+    i = np.unravel_index(np.argmax(np.where(bad, np.abs(g - e), -1.0)), g.shape)
+    raise AssertionError(f"{name}: expected {_show(e)}, got {_show(g)}\n  largest difference at index "
+                         f"{tuple(int(k) for k in i)}: expected {e[i]:.10g}, got {g[i]:.10g} {tolerance}")
 
 
 def check_true(condition: Any, message: str) -> None:

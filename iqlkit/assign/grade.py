@@ -71,20 +71,24 @@ def _meta(cell: nbformat.NotebookNode) -> dict:
 
 def questions(nb: nbformat.NotebookNode) -> list[Question]:
     """The grade cells of a notebook in order; code cells that are not solutions are autograded tests."""
-    found = [Question(_meta(c)["grade_id"], float(_meta(c)["points"]), c.cell_type == "code" and not _meta(c).get("solution"))
+    found = [Question(_meta(c)["grade_id"], float(_meta(c)["points"]),
+                      auto=c.cell_type == "code" and not _meta(c).get("solution"))
              for c in nb.cells if nbgrader_utils.is_grade(c)]
     ids = [q.grade_id for q in found]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"grade ids must be unique within a notebook; repeated: {sorted({i for i in ids if ids.count(i) > 1})}")
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"grade ids must be unique within a notebook; repeated: {repeated}")
     return found
 
 
-def restore(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
+def restore(submission: nbformat.NotebookNode,
+            source: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
     """The submission with every test and read-only cell replaced by the source's (hidden tests included).
 
     Returns the notebook (outputs cleared) and the grade_ids of source cells the submission no longer has.
     """
-    master = {_meta(c)["grade_id"]: c for c in source.cells if nbgrader_utils.is_locked(c) and "grade_id" in _meta(c)}
+    master = {_meta(c)["grade_id"]: c for c in source.cells
+              if nbgrader_utils.is_locked(c) and "grade_id" in _meta(c)}
     seen = set()
     for i, cell in enumerate(submission.cells):
         grade_id = _meta(cell).get("grade_id")
@@ -146,8 +150,9 @@ async def _execute(path: Path, log: Path, cell_timeout: float, limit: float) -> 
                         note(timeout=index)
                 except DeadKernelError:
                     status = f"kernel died in cell {index}"
-                    cell.outputs.append(nbformat.v4.new_output("error", ename="DeadKernelError", traceback=[],
-                                                               evalue="the kernel died (os._exit, a crash or no memory)"))
+                    died = "the kernel died (os._exit, a crash or no memory)"
+                    cell.outputs.append(nbformat.v4.new_output("error", ename="DeadKernelError", evalue=died,
+                                                               traceback=[]))
                     break
                 finally:
                     if nbgrader_utils.is_grade(cell) and not nbgrader_utils.is_solution(cell):
@@ -189,8 +194,8 @@ def grade_one(student: str, source: Path, submission: Path, feedback: Path, time
     nbformat.write(nb, feedback)
     log = feedback.with_suffix(".log.jsonl")
     log.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "iqlkit.assign.grade", str(feedback), str(log), str(cell_timeout_s), str(timeout_s),
-               str(memory_gb or 0)]
+    command = [sys.executable, "-m", "iqlkit.assign.grade", str(feedback), str(log), str(cell_timeout_s),
+               str(timeout_s), str(memory_gb or 0)]
     began = time.monotonic()
     worker = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
@@ -237,12 +242,13 @@ def autograde(source_dir: Path, submissions_dir: Path, out_csv: Path, timeout_s:
     Each notebook runs in its own process, at most `timeout_s` in all and `cell_timeout_s` (default: timeout_s)
     per cell, with at most `memory_gb` of address space (None: no limit). `smoke` sets IQLKIT_SMOKE=1 for the
     kernels; otherwise they get this process's environment unchanged. The executed notebooks (with outputs, for
-    feedback) go to the folder named like the CSV without its suffix: grades.csv -> grades/<student>/<assignment>.ipynb.
+    feedback) go to the folder named like the CSV without its suffix: grades.csv -> grades/<student>/<name>.ipynb.
     """
     source_paths = sources(Path(source_dir))
     submissions_dir, out_csv = Path(submissions_dir), Path(out_csv)
     if not submissions_dir.is_dir():
-        raise ValueError(f"{submissions_dir} is not a folder: lay submissions out as SUBMISSIONS/<student>/<assignment>.ipynb")
+        raise ValueError(f"{submissions_dir} is not a folder: lay submissions out as "
+                         "SUBMISSIONS/<student>/<assignment>.ipynb")
     students = sorted(p.name for p in submissions_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not students:
         raise ValueError(f"no student folders in {submissions_dir}: lay submissions out as "
@@ -252,8 +258,9 @@ def autograde(source_dir: Path, submissions_dir: Path, out_csv: Path, timeout_s:
     for name, qs in asked.items():
         for q in qs:
             if q.grade_id in owner:
-                raise ValueError(f"grade id {q.grade_id!r} is used by {owner[q.grade_id]} and {name}: grade ids name the "
-                                 "CSV columns, so they must be unique across assignments (prefix them, e.g. a1_...)")
+                raise ValueError(f"grade id {q.grade_id!r} is used by {owner[q.grade_id]} and {name}: grade ids "
+                                 "name the CSV columns, so they must be unique across assignments (prefix them, "
+                                 "e.g. a1_...)")
             owner[q.grade_id] = name
     env = dict(os.environ, **({"IQLKIT_SMOKE": "1"} if smoke else {}))
     feedback = out_csv.with_suffix("")
@@ -275,7 +282,8 @@ def write_csv(results: list[Result], out_csv: Path) -> None:
         w.writerow(["student", "assignment", *(q.column for q in columns), "total", "max_total", "seconds", "status"])
         for r in results:
             cells = ["" if r.points.get(q.grade_id) is None else f"{r.points[q.grade_id]:g}" for q in columns]
-            w.writerow([r.student, r.assignment, *cells, f"{r.total:g}", f"{r.max_total:g}", f"{r.seconds:.0f}", r.status])
+            w.writerow([r.student, r.assignment, *cells, f"{r.total:g}", f"{r.max_total:g}", f"{r.seconds:.0f}",
+                        r.status])
 
 
 def summary(results: list[Result]) -> str:
@@ -284,14 +292,15 @@ def summary(results: list[Result]) -> str:
     by = {(r.student, r.assignment): r for r in results}
     lines = [" ".join([f"{'student':16s}", *(f"{n[:18]:>18s}" for n in names)])]
     for student in dict.fromkeys(r.student for r in results):
-        cells = [f"{by[student, n].total:g}/{by[student, n].max_total:g}" + ("" if by[student, n].status.startswith("ok")
-                                                                             else " !") for n in names]
+        rows = [by[student, n] for n in names]
+        cells = [f"{r.total:g}/{r.max_total:g}" + ("" if r.status.startswith("ok") else " !") for r in rows]
         lines.append(" ".join([f"{student[:16]:16s}", *(f"{c:>18s}" for c in cells)]))
     return "\n".join(lines) + "\n(! = missing, crashed or out of time: see the status column)"
 
 
 def _worker(argv: list[str]) -> None:
-    path, log, cell_timeout, limit, memory_gb = Path(argv[0]), Path(argv[1]), float(argv[2]), float(argv[3]), float(argv[4])
+    path, log = Path(argv[0]), Path(argv[1])
+    cell_timeout, limit, memory_gb = (float(a) for a in argv[2:5])
     if memory_gb > 0:
         import resource
 
