@@ -1,4 +1,4 @@
-"""Command line: `python -m iqlkit train` (the kit's main job), `make-data`, `bench` and `assign`."""
+"""Command line: `python -m iqlkit train` (the kit's main job), `sweep`, `make-data`, `bench` and `assign`."""
 from __future__ import annotations
 
 import argparse
@@ -31,34 +31,44 @@ def ensure_builtin(dataset_id: str, n_steps: int) -> None:
         datagen.pointmaze(task, mode, n_steps=n_steps, dataset_id=dataset_id)
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Load (or make) the dataset, train IQL with evaluation, save the run, print the final scores."""
+def load_for_training(args: argparse.Namespace) -> tuple:
+    """What `train` and `sweep` share: (dataset, preset name, transitions, evaluate(act, episodes) -> scores)."""
     from functools import partial
 
     from iqlkit.antmaze import eval_env_factory
     from iqlkit.data import flatten_observations, load_minari, open_minari
     from iqlkit.evaluate import evaluate, reference_scores
-    from iqlkit.iql import IQLConfig
-    from iqlkit.train import fit, resolve_device
 
     ensure_builtin(args.dataset, args.data_steps)
     dataset = open_minari(args.dataset)
     preset = args.preset or default_preset(args.dataset)
+    data = load_minari(dataset, goal_conditioned=not args.no_goal, terminate_on_success=not args.keep_tail)
+    make_env = (eval_env_factory(args.dataset, dataset, minari_eval=args.minari_eval) if "antmaze" in args.dataset
+                else partial(dataset.recover_environment, eval_env=True))
+    references = reference_scores(dataset)
+    obs_fn = partial(flatten_observations, goal_conditioned=not args.no_goal)
+
+    def evaluate_act(act, episodes: int = args.eval_episodes) -> dict[str, float]:
+        return evaluate(act, make_env, n_episodes=episodes, n_envs=args.eval_envs, seed=args.seed, obs_fn=obs_fn,
+                        references=references, vector=args.vector).summary()
+
+    return dataset, preset, data, evaluate_act
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Load (or make) the dataset, train IQL with evaluation, save the run, print the final scores."""
+    from iqlkit.iql import IQLConfig
+    from iqlkit.train import fit, resolve_device
+
+    dataset, preset, data, evaluate_act = load_for_training(args)
     overrides = {k: v for k, v in (("tau", args.tau), ("beta", args.beta)) if v is not None}
     if args.steps:
         overrides["max_steps"] = args.steps
     config = IQLConfig.preset(preset, **overrides)
-    data = load_minari(dataset, goal_conditioned=not args.no_goal, terminate_on_success=not args.keep_tail)
     out = Path(args.out) / args.dataset.replace("/", "_") / f"{preset}-seed{args.seed}"
-    make_env = (eval_env_factory(args.dataset, dataset, minari_eval=args.minari_eval) if "antmaze" in args.dataset
-                else partial(dataset.recover_environment, eval_env=True))
-    references = reference_scores(dataset)
-
-    obs_fn = partial(flatten_observations, goal_conditioned=not args.no_goal)
 
     def eval_fn(agent, episodes: int = args.eval_episodes) -> dict[str, float]:
-        return evaluate(agent.act, make_env, n_episodes=episodes, n_envs=args.eval_envs, seed=args.seed,
-                        obs_fn=obs_fn, references=references, vector=args.vector).summary()
+        return evaluate_act(agent.act, episodes)
 
     print(f"training IQL ({preset}: tau={config.tau}, beta={config.beta}) for {config.max_steps:,} steps on "
           f"{resolve_device(args.device)}; run folder {out}")
@@ -81,6 +91,34 @@ def make_data(args: argparse.Namespace) -> None:
     else:
         ds = datagen.pointmaze(args.task, args.mode, n_steps=args.data_steps, seed=args.seed)
     print(f"wrote {ds.total_episodes} episodes, {ds.total_steps:,} steps")
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """The reproducibility report's ablation (Table 3) on one dataset: every value x seed, resumable; prints the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from iqlkit.iql import IQLConfig
+    from iqlkit.plots.sweep import ablation_panels
+    from iqlkit.sweep import REPORT_GRID, ablation, ablation_table, format_table, sweep as run_sweep
+
+    _, preset, data, evaluate_act = load_for_training(args)
+    base = IQLConfig.preset(preset, **({"max_steps": args.steps} if args.steps else {}))
+    unknown = set(args.axes) - set(REPORT_GRID)
+    if unknown:
+        raise SystemExit(f"unknown axes {sorted(unknown)}; choose from {sorted(REPORT_GRID)}")
+    entries = ablation(base, {axis: REPORT_GRID[axis] for axis in args.axes})
+    out = Path(args.out) / "sweeps" / args.dataset.replace("/", "_")
+    rows = run_sweep(data, [c for _, _, c in entries], args.seeds, out, evaluate_act, n_evals=args.n_evals,
+                     device=args.device, max_agents=args.max_agents)
+    metric = "normalized_score" if "normalized_score" in rows[-1] else "success_rate"
+    table = format_table(ablation_table({args.dataset: rows}, entries, metric, 1.0 if metric == "normalized_score"
+                                        else 100.0))
+    (out / "table.md").write_text(table + "\n")
+    ablation_panels(rows, entries, base, metric, 1.0 if metric == "normalized_score" else 100.0).savefig(
+        out / "ablation.png", dpi=100)
+    print(table)
+    print(f"wrote {out / 'results.csv'}, {out / 'table.md'} and {out / 'ablation.png'}")
 
 
 def bench(args: argparse.Namespace) -> None:
@@ -113,31 +151,44 @@ def parser() -> argparse.ArgumentParser:
     """The `python -m iqlkit` argument parser."""
     p = argparse.ArgumentParser(prog="python -m iqlkit", description="Implicit Q-Learning, from the course kit.")
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train IQL on a Minari dataset (default: the kit's stitching PointMaze)",
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dataset", default=BUILTIN, help=f"Minari dataset id (default {BUILTIN}); e.g. "
+                        "D4RL/antmaze/umaze-v1 after `minari download D4RL/antmaze/umaze-v1`")
+    common.add_argument("--preset", choices=["antmaze", "locomotion", "kitchen", "adroit", "pointmaze"],
+                        help="hyperparameters (default: from the dataset id)")
+    common.add_argument("--steps", type=int,
+                        help="gradient updates (default: the preset's max_steps; authors: 1,000,000)")
+    common.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    common.add_argument("--out", default="runs", help="output folder")
+    common.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation during training")
+    common.add_argument("--eval-envs", type=int, default=10, help="environments stepped together")
+    common.add_argument("--vector", choices=["sync", "async"], default="sync", help="async: one process per env")
+    common.add_argument("--no-goal", action="store_true", help="drop desired_goal from dict observations")
+    common.add_argument("--keep-tail", action="store_true",
+                        help="keep the raw continuing data (default: terminal at the first success, tail dropped)")
+    common.add_argument("--minari-eval", action="store_true",
+                        help="AntMaze: evaluate in Minari's own eval env (its umaze maze is flipped: Minari issue #304)")
+    common.add_argument("--data-steps", type=int, default=200_000, help="size of a generated built-in dataset")
+    t = sub.add_parser("train", parents=[common], help="train IQL on a Minari dataset (default: the kit's stitching PointMaze)",
                        description="Train IQL on a local Minari dataset and report the success rate. With no "
-                                   "arguments: the kit's own stitching PointMaze dataset, generated if missing.")
-    t.add_argument("--dataset", default=BUILTIN, help=f"Minari dataset id (default {BUILTIN}); e.g. "
-                   "D4RL/antmaze/umaze-v1 after `minari download D4RL/antmaze/umaze-v1`")
-    t.add_argument("--preset", choices=["antmaze", "locomotion", "kitchen", "adroit", "pointmaze"],
-                   help="hyperparameters (default: from the dataset id)")
-    t.add_argument("--steps", type=int, help="gradient updates (default: the preset's max_steps; authors: 1,000,000)")
+                                   "arguments: the kit's own stitching PointMaze dataset, generated if missing. "
+                                   "Writes log.csv, checkpoint.pt, curves.png and final.json under --out.")
     t.add_argument("--tau", type=float, help="override the preset's expectile")
     t.add_argument("--beta", type=float, help="override the preset's AWR inverse temperature")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    t.add_argument("--out", default="runs", help="output folder (log.csv, checkpoint.pt, curves.png, final.json)")
     t.add_argument("--eval-every", type=int, default=5_000)
-    t.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation during training")
     t.add_argument("--final-episodes", type=int, default=100, help="episodes of the final evaluation")
-    t.add_argument("--eval-envs", type=int, default=10, help="environments stepped together")
-    t.add_argument("--vector", choices=["sync", "async"], default="sync", help="async: one process per env")
-    t.add_argument("--no-goal", action="store_true", help="drop desired_goal from dict observations")
-    t.add_argument("--keep-tail", action="store_true",
-                   help="keep the raw continuing data (default: terminal at the first success, tail dropped)")
-    t.add_argument("--minari-eval", action="store_true",
-                   help="AntMaze: evaluate in Minari's own eval env (its umaze maze is flipped: Minari issue #304)")
-    t.add_argument("--data-steps", type=int, default=200_000, help="size of a generated built-in dataset")
     t.set_defaults(run=train)
+    w = sub.add_parser("sweep", parents=[common], help="the reproducibility report's ablation (Table 3) on one dataset",
+                       description="One hyperparameter at a time around the preset, every value x seed, trained in "
+                                   "stacks where the shapes allow; resumable: run it again after an interruption. "
+                                   "Writes results.csv, table.md and ablation.png in OUT/sweeps/<dataset>/.")
+    w.add_argument("--axes", nargs="+", default=["tau", "beta", "dropout", "batch_size", "depth", "lr"],
+                   help="hyperparameters to vary (default: all six of the report's Table 3)")
+    w.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    w.add_argument("--n-evals", type=int, default=3, help="evaluations along each run (the last one is the score)")
+    w.add_argument("--max-agents", type=int, default=48, help="most agents trained in one stack")
+    w.set_defaults(run=sweep, seed=0)
     m = sub.add_parser("make-data", help="generate one of the kit's PointMaze datasets")
     m.add_argument("--task", choices=["umaze", "medium", "antmaze-umaze", "antmaze-medium-play", "antmaze-large-play"],
                    default="medium", help="PointMaze task, or an AntMaze maze to record (plumbing only)")

@@ -83,6 +83,23 @@ def test_cli_train_runs_on_a_generated_dataset(minari_dir, tmp_path, capsys):
     assert (run / "log.csv").read_text().count("\n") == 3 and (run / "checkpoint.pt").exists()
 
 
+def test_cli_sweep_prints_the_ablation_table_and_resumes(minari_dir, tmp_path, capsys):
+    from iqlkit.cli import main
+
+    args = ["sweep", "--dataset", "iqlkit/pointmaze-umaze/stitch-v0", "--data-steps", "1500", "--steps", "20",
+            "--axes", "tau", "depth", "--seeds", "0", "1", "--n-evals", "1", "--eval-episodes", "2", "--eval-envs", "2",
+            "--out", str(tmp_path / "runs")]
+    main(args)
+    out = capsys.readouterr().out
+    assert "| Expectile (tau) | 0.5 |" in out and "| Network depth (d) | 2 |" in out
+    folder = tmp_path / "runs" / "sweeps" / "iqlkit_pointmaze-umaze_stitch-v0"
+    assert (folder / "ablation.png").exists() and (folder / "table.md").read_text().strip() in out
+    main(args)
+    assert "16 runs already in" in capsys.readouterr().out  # 6 taus + 2 new depths, 2 seeds: nothing retrained
+    with pytest.raises(SystemExit, match="unknown axes"):
+        main(args[:9] + ["width"])
+
+
 def test_cli_help_and_missing_dataset(minari_dir, capsys):
     from iqlkit.cli import main
 

@@ -21,18 +21,18 @@ def _score_points(ax, x: float, scores: np.ndarray, color: str) -> None:
 
 
 def ablation_panels(rows: list[dict], entries: list[tuple[str, float, IQLConfig]], base: IQLConfig,
-                    metric: str = "success_rate", title: str = "") -> Figure:
-    """One panel per hyperparameter: final score (x100) per value, mean +- std over seeds, seeds as dots; base bar dark."""
+                    metric: str = "success_rate", scale: float = 100.0, title: str = "") -> Figure:
+    """One panel per hyperparameter: final score (x scale) per value, mean +- std over seeds, seeds as dots; base blue."""
     axes_names = list(dict.fromkeys(axis for axis, _, _ in entries))
     fig, axes = plt.subplots(1, len(axes_names), figsize=(3.2 * len(axes_names), 3.6), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], axes_names):
         mine = [(v, c) for a, v, c in entries if a == name]
         for i, (value, config) in enumerate(mine):
             color = "tab:blue" if config == base else "tab:gray"
-            _score_points(ax, i, 100 * final_scores(rows, config, metric), color)
+            _score_points(ax, i, scale * final_scores(rows, config, metric), color)
         ax.set_xticks(range(len(mine)), [f"{v:g}" for v, _ in mine])
-        ax.set(xlabel=AXIS_LABELS.get(name, name), ylim=(0, 105))
-    axes[0][0].set_ylabel(f"final {metric.replace('_', ' ')} (x100)")
+        ax.set(xlabel=AXIS_LABELS.get(name, name), ylim=(0, 1.05 * scale) if scale == 100 else (None, None))
+    axes[0][0].set_ylabel(f"final {metric.replace('_', ' ')}" + (" (x100)" if scale == 100 else ""))
     fig.suptitle(title or "one hyperparameter at a time (blue: the base config); bars mean +- std, dots seeds")
     fig.tight_layout()
     return fig
