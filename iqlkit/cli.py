@@ -94,7 +94,7 @@ def make_data(args: argparse.Namespace) -> None:
 
 
 def sweep(args: argparse.Namespace) -> None:
-    """The reproducibility report's ablation (Table 3) on one dataset: every value x seed, resumable; prints the table."""
+    """The reproducibility report's ablation (Table 3) on one dataset, every value x seed, resumable; prints it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,9 +167,10 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--keep-tail", action="store_true",
                         help="keep the raw continuing data (default: terminal at the first success, tail dropped)")
     common.add_argument("--minari-eval", action="store_true",
-                        help="AntMaze: evaluate in Minari's own eval env (its umaze maze is flipped: Minari issue #304)")
+                        help="AntMaze: evaluate in Minari's own eval env (its umaze maze is flipped: Minari #304)")
     common.add_argument("--data-steps", type=int, default=200_000, help="size of a generated built-in dataset")
-    t = sub.add_parser("train", parents=[common], help="train IQL on a Minari dataset (default: the kit's stitching PointMaze)",
+    t = sub.add_parser("train", parents=[common],
+                       help="train IQL on a Minari dataset (default: the kit's stitching PointMaze)",
                        description="Train IQL on a local Minari dataset and report the success rate. With no "
                                    "arguments: the kit's own stitching PointMaze dataset, generated if missing. "
                                    "Writes log.csv, checkpoint.pt, curves.png and final.json under --out.")

@@ -156,7 +156,7 @@ class StackedIQL:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Mean actions of every agent, clipped to [-1, 1]: obs [S, n, obs_dim] (or [n, obs_dim] for all) -> [S, n, act]."""
+        """Mean actions of every agent, clipped to [-1, 1]: obs [S, n, obs_dim] (or [n, obs_dim]) -> [S, n, act]."""
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         if obs.dim() == 2:
             obs = obs.expand(self.n_agents, *obs.shape)

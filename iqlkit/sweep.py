@@ -8,6 +8,7 @@ scores), so an interrupted sweep, started again, trains only the runs that have 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
@@ -20,6 +21,7 @@ from iqlkit.data import Transitions
 from iqlkit.iql import IQLConfig
 
 RESULTS = "results.csv"
+RECORDED = Path(__file__).parent / "recorded"  # results of full sweeps the kit ran (notebook 07 shows them)
 
 # the reproducibility report's Table 3 (one hyperparameter at a time around the authors' AntMaze settings)
 REPORT_GRID: dict[str, tuple] = {
@@ -35,7 +37,7 @@ AXIS_LABELS = {"tau": "Expectile (tau)", "beta": "Temperature (beta)", "dropout"
 
 
 def with_value(base: IQLConfig, axis: str, value: float) -> IQLConfig:
-    """base with one hyperparameter set: an IQLConfig field, 'depth' (hidden layers of base's width) or 'lr' (all three)."""
+    """base with one hyperparameter set: an IQLConfig field, 'depth' (layers of base's width) or 'lr' (all three)."""
     if axis == "depth":
         return replace(base, hidden=(base.hidden[0],) * int(value))
     if axis == "lr":
@@ -63,11 +65,11 @@ def stack_key(config: IQLConfig) -> str:
 
 
 def read_results(out: str | Path) -> list[dict]:
-    """The rows of out/results.csv (numbers parsed), [] when there is none."""
-    path = Path(out) / RESULTS
+    """The rows of a sweep folder's results.csv, or of a results file (.csv or .csv.gz); [] when there is none."""
+    path = Path(out) / RESULTS if Path(out).is_dir() or not Path(out).suffix else Path(out)
     if not path.exists():
         return []
-    with path.open() as f:
+    with (gzip.open(path, "rt") if path.suffix == ".gz" else path.open()) as f:
         return [{k: v if k == "config" else float(v) if v != "" else float("nan") for k, v in row.items()}
                 for row in csv.DictReader(f)]
 

@@ -58,8 +58,9 @@ def tabular_tau_study(mdp: TabularMDP, data: TabularData, taus: Sequence[float],
 
     Per tau: pos_frac, adv_std, ess (beta) over the data's (s, a); v_above = mean over data states of V_tau - V_0.5;
     gap = V_support_opt(start) - V_tau(start); ret = true return of greedy(Q_tau) from the start. Sampled IQL
-    (minibatch, cosine step size) per seed: err = mean |V_t - V_tau| / max |V_tau| at the end, bias = mean (V_t - V_tau),
-    converge = first logged step from which err stays <= tol (steps if never), ret_sampled = true return of its greedy policy.
+    (minibatch, cosine step size) per seed: err = mean |V_t - V_tau| / max |V_tau| at the end, bias = mean of
+    V_t - V_tau, converge = first logged step from which err stays <= tol (steps if never), ret_sampled = true
+    return of its greedy policy.
     """
     n_s, n_a, gamma = mdp.n_states, mdp.n_actions, mdp.gamma
     P, R, behavior = empirical_mdp(data, n_s, n_a)

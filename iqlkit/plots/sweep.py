@@ -22,7 +22,7 @@ def _score_points(ax, x: float, scores: np.ndarray, color: str) -> None:
 
 def ablation_panels(rows: list[dict], entries: list[tuple[str, float, IQLConfig]], base: IQLConfig,
                     metric: str = "success_rate", scale: float = 100.0, title: str = "") -> Figure:
-    """One panel per hyperparameter: final score (x scale) per value, mean +- std over seeds, seeds as dots; base blue."""
+    """One panel per hyperparameter: final score (x scale) per value, mean +- std over seeds as bars, seeds as dots."""
     axes_names = list(dict.fromkeys(axis for axis, _, _ in entries))
     fig, axes = plt.subplots(1, len(axes_names), figsize=(3.2 * len(axes_names), 3.6), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], axes_names):
@@ -60,6 +60,19 @@ def tau_and_double_q(rows: list[dict], base: IQLConfig, taus: Sequence[float], t
     ax_c.set(ylim=(0, 105), title=f"(b) tau = {tau_cdq:g}: clipped double Q on / off")
     ax_q.set(xlabel="update", ylabel="mean Q_target(s, a) on the batch", title=f"(c) values, tau = {tau_cdq:g}")
     ax_q.legend()
+    fig.tight_layout()
+    return fig
+
+
+def compare_bars(rows: list[dict], labelled: dict[str, IQLConfig], metric: str = "success_rate",
+                 title: str = "") -> Figure:
+    """Final score (x100) of named configs side by side: mean +- std over seeds, seeds as dots."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(labelled) + 1.5, 3.8))
+    colors = plt.cm.tab10(np.arange(len(labelled)) % 10)
+    for i, (config, color) in enumerate(zip(labelled.values(), colors)):
+        _score_points(ax, i, 100 * final_scores(rows, config, metric), color)
+    ax.set_xticks(range(len(labelled)), list(labelled), fontsize=9)
+    ax.set(ylabel=f"final {metric.replace('_', ' ')} (x100)", ylim=(0, 105), title=title)
     fig.tight_layout()
     return fig
 
