@@ -22,7 +22,9 @@ LIMIT_S = float(os.environ.get("IQLKIT_NOTEBOOK_LIMIT_S", "120"))  # the noteboo
 FORBIDDEN = {"a1_expectiles": {"modules": {"iqlkit.expectile", "iqlkit.regression"}, "names": set()},
              "a2_tabular_iql": {"modules": set(),
                                 "names": {"expectile_value_iteration", "support_optimal_q", "sampled_iql",
-                                          "tau_maze_figure"}}}
+                                          "tau_maze_figure"}},
+             # A3 subclasses IQL to run the student's losses; the kit's loss helpers must not come in
+             "a3_iql_update": {"modules": {"iqlkit.expectile"}, "names": {"expectile_loss"}}}
 
 
 def nbgrader(cell) -> dict:
