@@ -62,6 +62,35 @@ def make_env(task: MazeTask, eval_env: bool = False, **kwargs):
     return gym.make("PointMaze_UMaze-v3", maze_map=[list(r) for r in task.maze_map], continuing_task=True, **kwargs)
 
 
+def cell_of(task: MazeTask, xy: np.ndarray) -> np.ndarray:
+    """(row, col) of positions [n, 2] (gymnasium-robotics' layout: unit cells, the map centred on the origin)."""
+    h, w = len(task.maze_map), len(task.maze_map[0])
+    col = np.clip(np.floor(xy[:, 0] + w / 2), 0, w - 1)
+    row = np.clip(np.floor(h / 2 - xy[:, 1]), 0, h - 1)
+    return np.stack([row, col], 1).astype(int)
+
+
+def goal_direction(task: MazeTask, obs: np.ndarray) -> np.ndarray:
+    """The data's own controller aimed at the task's goal, clip(10 (waypoint - pos) - vel, -1, 1), for obs [n, >= 4]
+    (position, velocity first): the waypoint is the next cell on the shortest path, or the goal in its cell."""
+    h, w = len(task.maze_map), len(task.maze_map[0])
+    dist = bfs_distances(task.maze_map, task.goal)
+    pos, vel = obs[:, :2], obs[:, 2:4]
+    waypoints = []
+    for r, c in cell_of(task, pos):
+        near = [(r + di, c + dj) for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)) if (r + di, c + dj) in dist]
+        nxt = task.goal if (r, c) == task.goal or not near else min(near, key=dist.get)
+        waypoints.append((nxt[1] + 0.5 - w / 2, h / 2 - nxt[0] - 0.5))
+    return np.clip(10 * (np.array(waypoints) - pos) - vel, -1, 1)
+
+
+def action_quality(task: MazeTask, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+    """cos(a, a_goal): how well an action points where the goal-directed controller would push (1 best, -1 worst)."""
+    ref = goal_direction(task, obs)
+    norms = np.linalg.norm(act, axis=1) * np.linalg.norm(ref, axis=1)
+    return np.where(norms > 0, (act * ref).sum(1) / np.maximum(norms, 1e-12), 0.0)
+
+
 def success_rate(act: Callable[[np.ndarray], np.ndarray], task: str = "medium", n_episodes: int = 50,
                  seed: int = 0) -> dict[str, float]:
     """{'success_rate': share of n_episodes from the task's start that reach its goal} (picklable via partial)."""

@@ -9,6 +9,9 @@ Probe(data)(stacked) returns, per agent, on the same probe states and actions (s
   clip_frac  share of AWR weights at the clip
   v_probe    mean V over the probe states (compare agents of one seed: V_tau - V_0.5 is how far V sits above the
              behaviour's value)
+With quality(obs, act) -> [n] (how good each probe action is, e.g. iqlkit.pointmaze.action_quality) also:
+  awr_quality       the AWR-weighted mean quality sum(w q) / sum(w): the quality of what the policy imitates
+  adv_quality_corr  correlation of the advantages with the quality: does A still rank actions?
 """
 from __future__ import annotations
 
@@ -24,13 +27,21 @@ from iqlkit.tabular import (TabularData, empirical_mdp, expectile_value_iteratio
 from toy_envs.tabular_mdp import TabularMDP
 
 
+def _corr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation along the last dimension."""
+    x, y = x - x.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
+    return (x * y).sum(-1) / (x.square().sum(-1) * y.square().sum(-1)).sqrt().clamp(min=1e-12)
+
+
 class Probe:
     """A fixed batch of n (s, a) pairs; calling it on a StackedIQL gives the diagnostics above, one value per agent."""
 
-    def __init__(self, data: Transitions, n: int = 4096, seed: int = 0) -> None:
+    def __init__(self, data: Transitions, n: int = 4096, seed: int = 0, quality=None) -> None:
         g = torch.Generator().manual_seed(seed)
         idx = torch.randint(len(data), (n,), generator=g, device="cpu").to(data.observations.device)
         self.observations, self.actions = data.observations[idx].cpu(), data.actions[idx].cpu()
+        self.quality = None if quality is None else torch.as_tensor(
+            quality(self.observations.numpy(), self.actions.numpy()), dtype=torch.float32)
 
     @torch.no_grad()
     def __call__(self, stacked: StackedIQL) -> dict[str, torch.Tensor]:
@@ -44,7 +55,12 @@ class Probe:
         w = torch.where(u < 0, 1 - stacked.tau, stacked.tau)  # |tau - 1(u < 0)|
         clip = stacked.config.adv_clip
         awr = torch.exp(stacked.beta * u).clamp(max=clip)  # Eq. 7's weights, beta per agent
-        return {"pos_frac": (u > 0).float().mean(1),
+        extra = {}
+        if self.quality is not None:  # does the weighting prefer good actions? (quality: e.g. cos to the goal)
+            q_ = self.quality.to(dev)
+            extra = {"awr_quality": (awr * q_).sum(1) / awr.sum(1),
+                     "adv_quality_corr": _corr(u, q_.expand_as(u))}
+        return {**extra, "pos_frac": (u > 0).float().mean(1),
                 "v_se": (w.square() * u.square()).mean(1).div(B).sqrt() / w.mean(1),
                 "adv_mean": u.mean(1), "adv_std": u.std(1),
                 "ess": awr.sum(1).square() / (u.shape[1] * awr.square().sum(1)),

@@ -122,3 +122,23 @@ def test_probe_matches_the_readable_agents():
         for key, value in expected.items():
             assert float(got[key][k]) == pytest.approx(value, rel=1e-4, abs=1e-6), key
     assert float(got["clip_frac"][1]) > 0  # beta 50 reaches the clip
+
+
+def test_probe_quality_diagnostics_follow_the_weights():
+    data = chain_data(400)
+    agents = []
+    for k in range(2):
+        torch.manual_seed(k)
+        agents.append(IQL(1, 1, replace(BASE, beta=[0.0, 20.0][k])))
+        for _ in range(30):
+            agents[-1].update(data.sample(32, torch.Generator().manual_seed(k)))
+    stacked = StackedIQL.from_agents(agents)
+    probe = Probe(data, n=256, quality=lambda obs, act: act[:, 0])  # quality = the action itself
+    got = probe(stacked)
+    a = probe.actions[:, 0]
+    assert float(got["awr_quality"][0]) == pytest.approx(float(a.mean()), abs=1e-5)  # beta 0: BC's mean quality
+    u = advantages(agents[1], Batch(probe.observations, probe.actions, None, None, None))
+    w = torch.exp(20.0 * u).clamp(max=100.0)
+    assert float(got["awr_quality"][1]) == pytest.approx(float((w * a).sum() / w.sum()), rel=1e-4)
+    expected = float(torch.corrcoef(torch.stack([u, a]))[0, 1])
+    assert float(got["adv_quality_corr"][1]) == pytest.approx(expected, abs=1e-4)
