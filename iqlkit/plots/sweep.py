@@ -92,7 +92,9 @@ def curve(rows: list[dict], config: IQLConfig, key: str) -> tuple[np.ndarray, np
 
 DIAGNOSTICS = {"success_rate": "success rate", "pos_frac": "share of u = Q - V > 0 (weight tau)",
                "v_se": "std. error of a minibatch expectile", "adv_std": "spread of advantages std(A)",
-               "ess": "AWR effective sample share", "v_above": "V_tau - V_0.5 on probe states"}
+               "ess": "AWR effective sample share", "v_above": "V_tau - V_0.5 on probe states",
+               "awr_quality": "quality of what AWR imitates (BC: data mean)",
+               "adv_quality_corr": "corr(A, action quality)"}
 
 
 def diagnostics(rows: list[dict], configs: dict[str, IQLConfig], reference: IQLConfig | None = None,
