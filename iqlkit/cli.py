@@ -95,9 +95,8 @@ def make_data(args: argparse.Namespace) -> None:
 
 def sweep(args: argparse.Namespace) -> None:
     """The reproducibility report's ablation (Table 3) on one dataset, every value x seed, resumable; prints it."""
-    import matplotlib
+    import matplotlib.pyplot as plt
 
-    matplotlib.use("Agg")
     from iqlkit.iql import IQLConfig
     from iqlkit.plots.sweep import ablation_panels
     from iqlkit.sweep import REPORT_GRID, ablation, ablation_table, format_table, sweep as run_sweep
@@ -115,8 +114,9 @@ def sweep(args: argparse.Namespace) -> None:
     table = format_table(ablation_table({args.dataset: rows}, entries, metric, 1.0 if metric == "normalized_score"
                                         else 100.0))
     (out / "table.md").write_text(table + "\n")
-    ablation_panels(rows, entries, base, metric, 1.0 if metric == "normalized_score" else 100.0).savefig(
-        out / "ablation.png", dpi=100)
+    fig = ablation_panels(rows, entries, base, metric, 1.0 if metric == "normalized_score" else 100.0)
+    fig.savefig(out / "ablation.png", dpi=100)
+    plt.close(fig)
     print(table)
     print(f"wrote {out / 'results.csv'}, {out / 'table.md'} and {out / 'ablation.png'}")
 

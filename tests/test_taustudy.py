@@ -1,6 +1,7 @@
 from dataclasses import replace
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -67,3 +68,4 @@ def test_sweep_figures_draw_means_over_seeds():
     fig = tabular_study([{"tau": t, "gap": 1 - t, "v_above": t, "pos_frac": 0.3, "ess": 0.5, "ret": 1.0,
                           "ret_sampled": 0.9} for t in (0.5, 0.9)])
     assert len(fig.axes) == 3
+    plt.close("all")
