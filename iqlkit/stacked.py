@@ -9,7 +9,6 @@ that it matches separately trained agents. One call of update() launches each ke
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import replace
 from typing import Sequence
 
@@ -54,6 +53,15 @@ def _per_agent(name: str, values: Sequence[float] | None, default: float, n: int
 def _linears(net: nn.Module) -> list[nn.Module]:
     """The layers of a Sequential that hold weights (dropout and ReLU layers do not)."""
     return [layer for layer in net if hasattr(layer, "weight")]
+
+
+def stack_key(config: IQLConfig) -> tuple:
+    """Configs with equal keys can train in one StackedIQL: they agree on every field but tau, beta, the actor's
+    dropout and a common factor of the three learning rates."""
+    lr = config.actor_lr
+    rest = replace(config, tau=0.5, beta=0.0, dropout=0.0, actor_lr=1.0, critic_lr=round(config.critic_lr / lr, 12),
+                   value_lr=round(config.value_lr / lr, 12))
+    return tuple(sorted(rest.to_dict().items()))
 
 
 class StackedIQL:
@@ -171,14 +179,11 @@ class StackedIQL:
         dropout and a common factor of the three learning rates (relative to the first agent's)."""
         first = agents[0]
         base = first.config
-        scales = [a.config.actor_lr / base.actor_lr for a in agents]
-        for a, s in zip(agents, scales):
-            same = replace(a.config, tau=base.tau, beta=base.beta, dropout=base.dropout, actor_lr=base.actor_lr,
-                           critic_lr=a.config.critic_lr / s, value_lr=a.config.value_lr / s)
-            if not all(math.isclose(x, y, rel_tol=1e-9) if isinstance(x, float) else x == y
-                       for x, y in zip(same.to_dict().values(), base.to_dict().values())):
+        for a in agents:
+            if stack_key(a.config) != stack_key(base):
                 raise ValueError(f"cannot stack {a.config} with {base}: only tau, beta, dropout and a common "
                                  f"learning-rate factor may differ (train the others in separate groups)")
+        scales = [a.config.actor_lr / base.actor_lr for a in agents]
         stacked = StackedIQL(first.obs_dim, first.act_dim, base, len(agents), [a.config.tau for a in agents],
                              [a.config.beta for a in agents], str(first.device),
                              [a.config.dropout for a in agents], scales)
@@ -240,14 +245,15 @@ def fit_many(data: Transitions, config: IQLConfig | Sequence[IQLConfig], seeds: 
         sums = block if sums is None else sums + block
         count += 1
         if stacked.steps % log_every == 0 or stacked.steps % eval_every == 0 or stacked.steps == steps:
-            if probe is not None:
+            names, means = list(stats), sums / count
+            if probe is not None:  # diagnostics of the current agents, logged with the interval's mean losses
                 extra = probe(stacked)
-                stats, sums = {**stats, **extra}, torch.cat([sums, count * torch.stack(list(extra.values()))])
-            means = (sums / count).T.tolist()  # one host sync per log interval
+                names, means = names + list(extra), torch.cat([means, torch.stack(list(extra.values()))])
+            means = means.T.tolist()  # one host sync per log interval
             sums, count = None, 0
             for k in range(S):
                 row = {"step": stacked.steps, "agent": k, "seed": seeds[k], "tau": taus[k], "beta": betas[k],
-                       **dict(zip(stats, means[k]))}
+                       **dict(zip(names, means[k]))}
                 if eval_fn is not None and (stacked.steps % eval_every == 0 or stacked.steps == steps):
                     row.update(eval_fn(lambda obs, k=k: stacked.act(obs)[k]))
                 rows.append(row)

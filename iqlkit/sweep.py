@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
 from iqlkit.data import Transitions
 from iqlkit.iql import IQLConfig
+from iqlkit.stacked import fit_many, stack_key
 
 RESULTS = "results.csv"
 RECORDED = Path(__file__).parent / "recorded"  # results of full sweeps the kit ran (notebook 07 shows them)
@@ -57,11 +59,12 @@ def config_id(config: IQLConfig) -> str:
     return json.dumps(config.to_dict(), sort_keys=True)
 
 
-def stack_key(config: IQLConfig) -> str:
-    """Configs with the same key train in one stack: all but tau, beta, dropout and the learning-rate factor agree."""
-    scale = config.actor_lr
-    return config_id(replace(config, tau=0.5, beta=0.0, dropout=0.0, actor_lr=1.0, critic_lr=config.critic_lr / scale,
-                             value_lr=config.value_lr / scale))
+def stack_groups(configs: Sequence[IQLConfig], steps: int | None = None) -> list[tuple[int, list[IQLConfig]]]:
+    """The distinct configs, grouped as they train: (updates, configs) per group of equal stack_key and length."""
+    groups: dict[tuple, list[IQLConfig]] = {}
+    for c in {config_id(c): c for c in configs}.values():
+        groups.setdefault((stack_key(c), steps or c.max_steps), []).append(c)
+    return [(n, group) for (_, n), group in groups.items()]
 
 
 def read_results(out: str | Path) -> list[dict]:
@@ -89,10 +92,6 @@ def _train_group(data: Transitions, jobs: list[tuple[IQLConfig, int]], steps: in
                  eval_every: int, log_every: int | None, probe: Callable | None, device: str,
                  threads: int | None) -> list[dict]:
     """Train one stack of runs with fit_many; rows at each evaluation (config, seed, step, stats, scores)."""
-    import torch
-
-    from iqlkit.stacked import fit_many
-
     if threads:
         torch.set_num_threads(threads)
     configs, seeds = [c for c, _ in jobs], [s for _, s in jobs]
@@ -117,18 +116,18 @@ def sweep(data: Transitions, configs: Sequence[IQLConfig], seeds: Sequence[int],
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = read_results(out)
-    unique = list({config_id(c): c for c in configs}.values())
-    n_steps = {config_id(c): steps or c.max_steps for c in unique}
+    groups = stack_groups(configs, steps)
+    n_steps = {config_id(c): n for n, group in groups for c in group}
     done = {(r["config"], int(r["seed"])) for r in rows if r["step"] == r["steps"] == n_steps.get(r["config"])}
-    todo = [(c, s) for c in unique for s in seeds if (config_id(c), s) not in done]
-    groups: dict[tuple, list] = {}
-    for c, s in todo:
-        groups.setdefault((stack_key(c), n_steps[config_id(c)]), []).append((c, s))
-    chunks = [(jobs[i: i + max_agents], n) for (_, n), jobs in groups.items() for i in range(0, len(jobs), max_agents)]
-    bar = tqdm(total=sum(len(j) * n for j, n in chunks), disable=not progress, desc=f"sweep {len(todo)} runs",
+    chunks = []
+    for n, group in groups:
+        jobs = [(c, s) for c in group for s in seeds if (config_id(c), s) not in done]
+        chunks += [(jobs[i: i + max_agents], n) for i in range(0, len(jobs), max_agents)]
+    todo = sum(len(jobs) for jobs, _ in chunks)
+    bar = tqdm(total=sum(len(j) * n for j, n in chunks), disable=not progress, desc=f"sweep {todo} runs",
                unit="agent-step", unit_scale=True)
-    if len(unique) * len(seeds) > len(todo):
-        bar.write(f"{len(unique) * len(seeds) - len(todo)} runs already in {out / RESULTS}: skipped")
+    if len(n_steps) * len(seeds) > todo:
+        bar.write(f"{len(n_steps) * len(seeds) - todo} runs already in {out / RESULTS}: skipped")
 
     def finish(jobs_rows: list[dict], jobs, n) -> None:
         rows.extend(jobs_rows)

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from iqlkit.awr import clipped_weights, effective_sample_size
 from iqlkit.data import Transitions
 from iqlkit.stacked import StackedIQL
 from iqlkit.tabular import (TabularData, empirical_mdp, expectile_value_iteration, greedy_policy, policy_evaluation,
@@ -94,9 +95,8 @@ def tabular_tau_study(mdp: TabularMDP, data: TabularData, taus: Sequence[float],
     for tau in taus:
         Q, V = expectile_value_iteration(P, R, behavior, gamma, tau)
         u = Q[s, a] - V[s]
-        w = np.minimum(np.exp(np.minimum(beta * u, 50.0)), 100.0)
         row = {"tau": tau, "pos_frac": float((u > 1e-9).mean()), "adv_std": float(u.std()),
-               "ess": float(w.sum() ** 2 / (len(w) * np.square(w).sum())),
+               "ess": effective_sample_size(clipped_weights(u, beta)),
                "v_above": float((V - v_beh)[s].mean()), "gap": float(v_opt[mdp.start] - V[mdp.start]),
                "ret": true_return(Q)}
         scale = np.abs(V[visited]).max()

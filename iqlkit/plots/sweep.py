@@ -2,6 +2,7 @@
 the tau diagnostics over training, and the exact tabular study."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -42,8 +43,6 @@ def tau_and_double_q(rows: list[dict], base: IQLConfig, taus: Sequence[float], t
                      metric: str = "success_rate") -> Figure:
     """The paper's Fig. 3 in the kit's runs: (a) final score vs tau, (b) clipped double Q on / off at tau_cdq,
     (c) mean Q_target over training on / off (without the min the values race)."""
-    from dataclasses import replace
-
     fig, (ax_t, ax_c, ax_q) = plt.subplots(1, 3, figsize=(15, 4))
     for i, tau in enumerate(taus):
         _score_points(ax_t, i, 100 * final_scores(rows, replace(base, tau=tau), metric), "tab:blue")
