@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from iqlkit.pointmaze import TASKS, MazeTask, bfs_distances, make_env
+from iqlkit.pointmaze import TASKS, MazeTask, bfs_distances, cell_of, make_env, pd_action
 
 def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: int = 100_000,
               episode_steps: int = 300, hop: int = 2, noise: float = 0.5, seed: int = 0,
@@ -50,17 +50,12 @@ def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: i
         buffer = {"observation": [obs["observation"]], "achieved_goal": [obs["achieved_goal"]]}
         actions, rewards = [], []
         for _ in range(length):
-            pos, vel = obs["observation"][:2], obs["observation"][2:]
-            cell = tuple(int(v) for v in maze.cell_xy_to_rowcol(pos))
-            if cell == target:
+            pos, vel = obs["observation"][None, :2], obs["observation"][None, 2:]
+            if tuple(cell_of(task, pos)[0]) == target:
                 if mode == "stitch":
                     break
                 target = cells[rng.integers(len(cells))]
-            step = min(((cell[0] + di, cell[1] + dj) for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1))
-                        if (cell[0] + di, cell[1] + dj) in tables[target]), key=lambda c: tables[target][c],
-                       default=target)
-            waypoint = maze.cell_rowcol_to_xy(np.array(step))
-            action = np.clip(10.0 * (waypoint - pos) - 1.0 * vel, -1, 1)
+            action = pd_action(task, tables[target], pos, vel)[0]
             action = np.clip(action + noise * rng.normal(size=2), -1, 1).astype(np.float32)
             obs, _, _, _, _ = env.step(action)
             rewards.append(float(np.linalg.norm(obs["achieved_goal"] - goal_xy) <= 0.45))

@@ -70,18 +70,23 @@ def cell_of(task: MazeTask, xy: np.ndarray) -> np.ndarray:
     return np.stack([row, col], 1).astype(int)
 
 
-def goal_direction(task: MazeTask, obs: np.ndarray) -> np.ndarray:
-    """The data's own controller aimed at the task's goal, clip(10 (waypoint - pos) - vel, -1, 1), for obs [n, >= 4]
-    (position, velocity first): the waypoint is the next cell on the shortest path, or the goal in its cell."""
+def pd_action(task: MazeTask, dist: dict[tuple[int, int], int], pos: np.ndarray, vel: np.ndarray) -> np.ndarray:
+    """The data's controller a = clip(10 (waypoint - pos) - vel, -1, 1) for positions and velocities [n, 2], driving
+    towards the cell at distance 0 of `dist` (bfs_distances): the waypoint is the centre of the next cell on the
+    shortest path, or of the target cell once inside it."""
     h, w = len(task.maze_map), len(task.maze_map[0])
-    dist = bfs_distances(task.maze_map, task.goal)
-    pos, vel = obs[:, :2], obs[:, 2:4]
+    target = min(dist, key=dist.get)
     waypoints = []
     for r, c in cell_of(task, pos):
         near = [(r + di, c + dj) for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)) if (r + di, c + dj) in dist]
-        nxt = task.goal if (r, c) == task.goal or not near else min(near, key=dist.get)
-        waypoints.append((nxt[1] + 0.5 - w / 2, h / 2 - nxt[0] - 0.5))
-    return np.clip(10 * (np.array(waypoints) - pos) - vel, -1, 1)
+        nxt = target if (r, c) == target or not near else min(near, key=dist.get)
+        waypoints.append((nxt[1] + 0.5 - w / 2, h / 2 - (nxt[0] + 0.5)))
+    return np.clip(10.0 * (np.array(waypoints) - pos) - 1.0 * vel, -1, 1)
+
+
+def goal_direction(task: MazeTask, obs: np.ndarray) -> np.ndarray:
+    """The data's controller aimed at the task's goal (pd_action) for obs [n, >= 4] (position, velocity first)."""
+    return pd_action(task, bfs_distances(task.maze_map, task.goal), obs[:, :2], obs[:, 2:4])
 
 
 def action_quality(task: MazeTask, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
