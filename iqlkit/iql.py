@@ -17,6 +17,9 @@ from iqlkit.expectile import check_tau, expectile_loss
 from iqlkit.nets import GaussianPolicy, TwinQ, ValueNet
 
 
+STATS = ("v_loss", "actor_loss", "q_loss", "q_mean", "v_mean")  # what update() returns, in this order
+
+
 class Batch(NamedTuple):
     """A minibatch of transitions; mask-worthy `terminals` are true ends, never time-outs."""
 

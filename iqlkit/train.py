@@ -11,11 +11,11 @@ import torch
 from tqdm.auto import tqdm
 
 from iqlkit.data import Transitions, clip_actions, preprocess_rewards
-from iqlkit.iql import IQL, IQLConfig
+from iqlkit.fast import FastIQL
+from iqlkit.iql import IQL, STATS, IQLConfig
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
-STATS = ("v_loss", "actor_loss", "q_loss", "q_mean", "v_mean")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -45,13 +45,17 @@ def _read_log(path: Path, upto: int) -> list[dict]:
 
 def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: int = 0, device: str = "auto",
         eval_fn: Callable[[IQL], dict[str, float]] | None = None, eval_every: int = 10_000, log_every: int = 1_000,
-        log_dir: str | Path | None = None, progress: bool = True, agent_cls: type[IQL] = IQL) -> IQL:
+        log_dir: str | Path | None = None, progress: bool = True, agent_cls: type[IQL] = IQL,
+        fast: bool | None = None, compile: bool = False) -> IQL:
     """Train IQL on `data` (raw: `prepare` applies the config's preprocessing) for `steps` updates.
 
     agent_cls: the agent class to build (a subclass of IQL that overrides its losses, e.g. a student's).
-    Every log_every steps the losses (and mean Q_target, V) come to the host once (no sync in between), are checked for NaN and
-    written to log_dir/log.csv; every eval_every steps (and at the end) eval_fn(agent) adds its scores and a
-    checkpoint is saved.
+    fast: train through iqlkit.fast.FastIQL (CUDA graphs on a GPU; compile=True adds torch.compile), which computes
+    the same updates from the same seed; None = on CUDA only. The agent evaluated, checkpointed and returned is an
+    IQL either way, so a run saved on one path resumes on the other.
+    Every log_every steps the losses (and mean Q_target, V) come to the host once (no sync in between), are checked
+    for NaN and written to log_dir/log.csv; every eval_every steps (and at the end) eval_fn(agent) adds its scores
+    and a checkpoint is saved.
     A log_dir with a checkpoint resumes from it exactly. A non-finite loss stops training with an error that
     names the loss; the last checkpoint (all finite) stays on disk.
     """
@@ -76,34 +80,42 @@ def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: in
             generator.set_state(state["sampler"])
             torch.set_rng_state(state["torch"])
             rows = _read_log(log_dir / LOG, agent.steps)
-    bar = tqdm(total=steps, initial=agent.steps, disable=not progress, desc="IQL", unit="step")
-    sums = torch.zeros(len(STATS), device=dev)
-    count = 0
-    while agent.steps < steps:
-        stats = agent.update(data.sample(config.batch_size, generator))
-        sums += torch.stack([stats[k] for k in STATS])
-        count += 1
-        bar.update(1)
-        at_checkpoint = agent.steps % eval_every == 0 or agent.steps == steps
-        if agent.steps % log_every == 0 or at_checkpoint:
-            means = (sums / count).tolist()  # the one host sync per log interval
-            sums.zero_()
-            count = 0
-            row = {"step": agent.steps, **dict(zip(STATS, means))}
-            bad = [k for k, v in row.items() if not math.isfinite(v)]
-            if bad:
-                bar.close()
-                kept = f"; the last good checkpoint is {log_dir / CHECKPOINT}" if log_dir else ""
-                raise FloatingPointError(f"{', '.join(bad)} became non-finite by step {agent.steps}{kept}. "
-                                         f"Try a smaller learning rate, a smaller beta or reward scale.")
-            if at_checkpoint:
-                row.update(eval_fn(agent) if eval_fn is not None else {})
-                if log_dir is not None:
-                    _save(log_dir / CHECKPOINT, agent, generator)
-            rows.append(row)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "step"})
+    fast = dev.type == "cuda" and agent_cls is IQL if fast is None else fast
+    if fast and agent_cls is not IQL:
+        raise ValueError("the fast path runs the kit's own update; train a custom agent_cls with fast=False")
+    learner = FastIQL.from_agents([agent], compile=compile) if fast else None
+    bar = tqdm(total=steps, initial=agent.steps, disable=not progress, desc="IQL (fast)" if fast else "IQL",
+               unit="step")
+    done = agent.steps
+    while done < steps:
+        n = min(log_every - done % log_every, eval_every - done % eval_every, steps - done)  # to the next log point
+        if fast:
+            sums = learner.run(data, n, generator)[:, 0]
+        else:
+            sums = torch.zeros(len(STATS), device=dev)
+            for _ in range(n):
+                stats = agent.update(data.sample(config.batch_size, generator))
+                sums += torch.stack([stats[k] for k in STATS])
+        done += n
+        bar.update(n)
+        means = (sums / n).tolist()  # the one host sync per log interval
+        row = {"step": done, **dict(zip(STATS, means))}
+        bad = [k for k, v in row.items() if not math.isfinite(v)]
+        if bad:
+            bar.close()
+            kept = f"; the last good checkpoint is {log_dir / CHECKPOINT}" if log_dir else ""
+            raise FloatingPointError(f"{', '.join(bad)} became non-finite by step {done}{kept}. "
+                                     f"Try a smaller learning rate, a smaller beta or reward scale.")
+        if done % eval_every == 0 or done == steps:
+            if fast:
+                agent = learner.agent(0)
+            row.update(eval_fn(agent) if eval_fn is not None else {})
             if log_dir is not None:
-                write_log(log_dir / LOG, rows)
+                _save(log_dir / CHECKPOINT, agent, generator)
+        rows.append(row)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "step"})
+        if log_dir is not None:
+            write_log(log_dir / LOG, rows)
     bar.close()
     if log_dir is not None and rows:
         import matplotlib.pyplot as plt
