@@ -73,7 +73,7 @@ def train(args: argparse.Namespace) -> dict:
     print(f"training IQL ({preset}: tau={config.tau}, beta={config.beta}) for {config.max_steps:,} steps on "
           f"{resolve_device(args.device)}; run folder {out}")
     agent = fit(data, config, seed=args.seed, device=args.device, eval_fn=eval_fn,
-                eval_every=args.eval_every, log_dir=out)
+                eval_every=args.eval_every, log_dir=out, fast=args.fast, compile=args.compile)
     final = eval_fn(agent, args.final_episodes)
     (out / "final.json").write_text(json.dumps({"dataset": args.dataset, "preset": preset, "seed": args.seed,
                                                 "steps": agent.steps, **final}, indent=2))
@@ -125,7 +125,8 @@ def bench(args: argparse.Namespace) -> None:
     """Print updates/s of the training paths on this machine."""
     from iqlkit.bench import run
 
-    run(args.device, args.steps, tuple(args.hidden), args.batch_size, args.seeds)
+    run(args.device, args.steps, tuple(args.hidden), args.batch_size, args.seeds, compile=args.compile,
+        eval_episodes=args.eval_episodes, eval_envs=args.eval_envs)
 
 
 def assign_release(args: argparse.Namespace) -> None:
@@ -179,6 +180,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--eval-every", type=int, default=5_000)
     t.add_argument("--final-episodes", type=int, default=100, help="episodes of the final evaluation")
+    t.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                   help="the fast path (same updates; CUDA graphs on a GPU); default: on with CUDA, off on a CPU")
+    t.add_argument("--compile", action="store_true", help="fast path: also torch.compile the loss functions")
     t.set_defaults(run=train)
     w = sub.add_parser("sweep", parents=[common], help="the reproducibility report's ablation (Table 3) on one dataset",
                        description="One hyperparameter at a time around the preset, every value x seed, trained in "
@@ -203,6 +207,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     b.add_argument("--batch-size", type=int, default=256)
     b.add_argument("--seeds", type=int, default=16, help="agents trained at once on the stacked path")
+    b.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="add rows for the fast path with torch.compile (default: on CUDA only; minutes of compiling)")
+    b.add_argument("--eval-episodes", type=int,
+                   help="also time this many AntMaze evaluation episodes (default: 100 on CUDA, 0 on a CPU)")
+    b.add_argument("--eval-envs", type=int, help="env processes for that (default: one per core)")
     b.set_defaults(run=bench)
     a = sub.add_parser("assign", help="classroom assignments: release student notebooks, autograde submissions")
     asub = a.add_subparsers(dest="action", required=True)

@@ -128,10 +128,12 @@ def test_inspector_counts_what_is_in_the_data(minari_dir):
 def test_bench_prints_hardware_and_updates_per_second(capsys):
     from iqlkit.cli import main
 
-    main(["bench", "--device", "cpu", "--steps", "5", "--hidden", "16", "16", "--batch-size", "32", "--seeds", "3"])
+    main(["bench", "--device", "cpu", "--steps", "5", "--hidden", "16", "16", "--batch-size", "32", "--seeds", "3",
+          "--eval-episodes", "2", "--eval-envs", "2"])
     out = capsys.readouterr().out
     assert "device: " in out and "readable (IQL.update)" in out and "updates/s" in out
-    assert out.count("stacked (StackedIQL)") == 2
+    assert out.count("fast (= stacked, eager)") == 2 and "x readable" in out
+    assert "evaluation: 2 AntMaze umaze episodes" in out and "2 env processes" in out
 
 
 def test_goal_direction_follows_the_shortest_path():
