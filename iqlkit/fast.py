@@ -79,6 +79,10 @@ class FastIQL(StackedIQL):
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         gens = generators if isinstance(generators, (list, tuple)) else [generators] if generators is not None else []
+        if gens and not hasattr(graph, "register_generator_state"):
+            raise RuntimeError(f"torch {torch.__version__} cannot replay a CUDA graph with a seeded generator (it has "
+                               "no CUDAGraph.register_generator_state): upgrade torch, or train with fast=False "
+                               "(--no-fast)")
         for g in gens:  # a generator other than the default one must be registered to be advanced by replays
             graph.register_generator_state(g)
         steps = self.steps
