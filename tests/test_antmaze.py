@@ -60,11 +60,12 @@ def test_dataset_names():
         antmaze.dataset_name("D4RL/pen/human-v2")
 
 
-def test_cli_trains_on_recorded_antmaze_through_the_downloaded_data_path(recorded, tmp_path, capsys):
+@pytest.mark.parametrize("path", ["--no-fast", "--fast"])  # the GPU's default path, run here on the CPU
+def test_cli_trains_on_recorded_antmaze_through_the_downloaded_data_path(recorded, tmp_path, capsys, path):
     from iqlkit.cli import main
 
     main(["train", "--dataset", recorded.spec.dataset_id, "--steps", "20", "--eval-every", "20",
-          "--eval-episodes", "2", "--final-episodes", "2", "--eval-envs", "2", "--out", str(tmp_path)])
+          "--eval-episodes", "2", "--final-episodes", "2", "--eval-envs", "2", "--out", str(tmp_path), path])
     out = capsys.readouterr().out
     assert "antmaze: tau=0.9, beta=10.0" in out and "cut at their first success" in out
     assert "normalised score" in out  # the recorded data carries reference scores, as Minari's do
