@@ -8,7 +8,8 @@ kernels and on the Python that issues them. So:
 - on CUDA, `graph_steps` whole updates, sampling included, are recorded once as a CUDA graph and replayed: one
   launch per `graph_steps` updates and no Python in between;
 - optionally, `torch.compile` fuses each loss's elementwise work into a few kernels (compile=True).
-tests/test_fast.py checks that this path computes the readable path's numbers (losses, weights, resumption).
+tests/test_fast.py checks that this path computes the readable path's numbers (losses, weights, resumption). The
+minibatches are the same; actor dropout, where used, draws its masks in another order (the same law).
 """
 from __future__ import annotations
 

@@ -51,8 +51,9 @@ def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: in
 
     agent_cls: the agent class to build (a subclass of IQL that overrides its losses, e.g. a student's).
     fast: train through iqlkit.fast.FastIQL (CUDA graphs on a GPU; compile=True adds torch.compile), which computes
-    the same updates from the same seed; None = on CUDA only. The agent evaluated, checkpointed and returned is an
-    IQL either way, so a run saved on one path resumes on the other.
+    the same updates from the same seed (with actor dropout, other masks of the same law); None = on CUDA only.
+    The agent evaluated, checkpointed and returned is an IQL either way, so a run saved on one path resumes on the
+    other.
     Every log_every steps the losses (and mean Q_target, V) come to the host once (no sync in between), are checked
     for NaN and written to log_dir/log.csv; every eval_every steps (and at the end) eval_fn(agent) adds its scores
     and a checkpoint is saved.
