@@ -37,7 +37,7 @@ class FastIQL(StackedIQL):
             raise ValueError(f"CUDA graphs need a CUDA device; this agent is on {self.device} (use graph=False)")
         if graph_steps < 1:
             raise ValueError(f"graph_steps must be >= 1; got {graph_steps}")
-        self.graph_steps, self.compiled = graph_steps, compile
+        self.graph_steps = graph_steps
         if self.graph:
             self._make_optimizers(capturable=True)
         if compile:
