@@ -128,6 +128,44 @@ def test_fast_path_refuses_what_it_cannot_do():
         StackedIQL.from_agents(agents)
 
 
+def test_run_accounts_for_warm_up_replays_and_remainders(monkeypatch):
+    """FastIQL.run's bookkeeping around a graph, on a CPU: a stand-in graph whose replay performs the recorded
+    updates (device state changes, the Python step count does not, as with a CUDA graph)."""
+    from iqlkit import fast
+
+    class StandIn:
+        def __init__(self, learner, data, generators):
+            self.learner, self.data, self.generators = learner, data, generators
+
+        def replay(self):
+            steps = self.learner.steps
+            self.learner._graph_sums = StackedIQL.run(self.learner, self.data, self.learner.graph_steps,
+                                                      self.generators)
+            self.learner.steps = steps
+
+    def capture(self, data, generators):
+        warm = StackedIQL.run(self, data, fast.WARMUP, generators)
+        self._graph, self._graph_generators = StandIn(self, data, generators), generators
+        return warm
+
+    monkeypatch.setattr(FastIQL, "_capture", capture)
+    data = chain_data(300)
+    results = []
+    for graph in (False, True):
+        torch.manual_seed(0)
+        learner = FastIQL.from_agents([IQL(1, 1, CFG), IQL(1, 1, CFG)], graph_steps=10)
+        learner.graph = graph  # the stand-in needs no CUDA device
+        gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
+        sums = torch.stack([learner.run(data, n, gens) for n in (5, 37, 1, 20)])  # eager, capture + 3 replays, ...
+        assert learner.steps == 63 and float(learner.step_t) == 63
+        results.append((sums, weights(learner.agent(1))))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)
+    for name in results[0][1]:
+        torch.testing.assert_close(results[1][1][name], results[0][1][name], rtol=1e-6, atol=1e-6, msg=name)
+    with pytest.raises(ValueError, match="other generators"):
+        learner.run(data, 10, [torch.Generator(), torch.Generator()])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run this file on the GPU machine)")
 def test_cuda_graph_replays_compute_the_eager_updates():
     data = chain_data(2000).to("cuda")
