@@ -54,12 +54,7 @@ def readable_updates_per_second(data: Transitions, config: IQLConfig, device: to
     """Updates/s of IQL.update with on-device sampling and no host sync inside the timed loop."""
     agent = IQL(data.obs_dim, data.act_dim, config, str(device))
     generator = torch.Generator(device=device).manual_seed(0)
-
-    def run(n: int) -> None:
-        for _ in range(n):
-            agent.update(data.sample(config.batch_size, generator))
-
-    return updates_per_second(run, steps, device)
+    return updates_per_second(lambda n: agent.run(data, n, generator), steps, device)
 
 
 def fast_updates_per_second(data: Transitions, config: IQLConfig, device: torch.device, seeds: int, steps: int,

@@ -8,13 +8,16 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
 from iqlkit.expectile import check_tau, expectile_loss
 from iqlkit.nets import GaussianPolicy, TwinQ, ValueNet
+
+if TYPE_CHECKING:  # iqlkit.data imports Batch from here
+    from iqlkit.data import Transitions
 
 
 STATS = ("v_loss", "actor_loss", "q_loss", "q_mean", "v_mean")  # what update() returns, in this order
@@ -164,6 +167,14 @@ class IQL:
         self.steps += 1
         return {"v_loss": v_loss.detach(), "actor_loss": actor_loss.detach(), "q_loss": q_loss.detach(),
                 "q_mean": q_target.mean(), "v_mean": v.mean()}
+
+    def run(self, data: Transitions, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n updates on fresh minibatches of `data`; the stats summed over them: [n_stats], no host sync."""
+        total = torch.zeros(len(STATS), device=self.device)
+        for _ in range(n):
+            stats = self.update(data.sample(self.config.batch_size, generator))
+            total += torch.stack([stats[k] for k in STATS])
+        return total
 
     def update_actor(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Only the AWR step (Eq. 7) against frozen Q and V: policy extraction after value learning."""

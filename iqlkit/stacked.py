@@ -195,7 +195,8 @@ class StackedIQL:
         """n updates on fresh minibatches; the per-agent stats summed over them: [n_stats, S], no host sync."""
         total = torch.zeros(len(STATS), self.n_agents, device=self.device)
         for _ in range(n):
-            total += torch.stack(list(self.update(self.sample(data, generators)).values()))
+            stats = self.update(self.sample(data, generators))
+            total += torch.stack([stats[k] for k in STATS])
         return total
 
     @torch.no_grad()
@@ -242,6 +243,7 @@ class StackedIQL:
         from_agents): what fit evaluates and checkpoints, so a run can resume on either path."""
         agent = IQL(self.obs_dim, self.act_dim, self.config_of(k), str(self.device))
         with torch.no_grad():
+            # the new agent stands at every index of the stack; only index k is written
             for ours, opt, theirs, their_opts, layout in _weights(self, [agent] * self.n_agents):
                 theirs[k].copy_(_part(layout, ours, k))
                 if opt is not None and ours in opt.state:
@@ -309,7 +311,7 @@ def fit_many(data: Transitions, config: IQLConfig | Sequence[IQLConfig], seeds: 
     from tqdm.auto import tqdm
 
     from iqlkit.fast import FastIQL
-    from iqlkit.train import prepare, resolve_device
+    from iqlkit.train import next_interval, prepare, resolve_device
 
     S = len(seeds)
     if isinstance(config, IQLConfig):
@@ -334,7 +336,7 @@ def fit_many(data: Transitions, config: IQLConfig | Sequence[IQLConfig], seeds: 
     bar = tqdm(total=steps, disable=not progress, desc=f"IQL x{S}", unit="step")
     while stacked.steps < steps:
         done = stacked.steps
-        n = min(log_every - done % log_every, eval_every - done % eval_every, steps - done)  # to the next log point
+        n = next_interval(done, steps, log_every, eval_every)
         names, means = list(STATS), stacked.run(data, n, generators) / n  # [n_stats, S]
         bar.update(n)
         if probe is not None:  # diagnostics of the current agents, logged with the interval's mean losses

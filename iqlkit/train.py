@@ -29,6 +29,11 @@ def prepare(data: Transitions, config: IQLConfig) -> Transitions:
     return preprocess_rewards(clip_actions(data), config.reward)
 
 
+def next_interval(done: int, steps: int, log_every: int, eval_every: int) -> int:
+    """Updates from step `done` to the next log point: the next multiple of log_every or eval_every, or the end."""
+    return min(log_every - done % log_every, eval_every - done % eval_every, steps - done)
+
+
 def _save(path: Path, agent: IQL, generator: torch.Generator) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"agent": agent.state_dict(), "sampler": generator.get_state(), "torch": torch.get_rng_state()}, tmp)
@@ -89,14 +94,8 @@ def fit(data: Transitions, config: IQLConfig, steps: int | None = None, seed: in
                unit="step")
     done = agent.steps
     while done < steps:
-        n = min(log_every - done % log_every, eval_every - done % eval_every, steps - done)  # to the next log point
-        if fast:
-            sums = learner.run(data, n, generator)[:, 0]
-        else:
-            sums = torch.zeros(len(STATS), device=dev)
-            for _ in range(n):
-                stats = agent.update(data.sample(config.batch_size, generator))
-                sums += torch.stack([stats[k] for k in STATS])
+        n = next_interval(done, steps, log_every, eval_every)
+        sums = learner.run(data, n, generator)[:, 0] if fast else agent.run(data, n, generator)
         done += n
         bar.update(n)
         means = (sums / n).tolist()  # the one host sync per log interval
