@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-R, G = "r", "g"
+from iqlkit.maze import GOAL, START as R, MazeTask
+
+G = GOAL
+CELL = 4.0  # AntMaze's maze_size_scaling: one maze cell is 4 x 4 in world coordinates
 
 # D4RL's evaluation start and goal (row 0 is the top of the maze). Minari's umaze eval env uses the data's maze
 # mirrored ([1, 0, 0, r, 1], [1, 0, 1, 1, 1], [1, 0, 0, g, 1]: Minari issue #304); the kit evaluates umaze on the
@@ -25,6 +28,7 @@ EVAL_MAPS = {
               [1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1], [1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1],
               [1, 0, 0, 1, 0, 0, 0, 1, 0, G, 0, 1], [1] * 12],
 }
+TASKS = {name: MazeTask.from_marked(name, marked, CELL) for name, marked in EVAL_MAPS.items()}  # D4RL's tasks
 MINARI_UMAZE_EVAL_MAP = [[1, 1, 1, 1, 1], [1, 0, 0, R, 1], [1, 0, 1, 1, 1], [1, 0, 0, G, 1], [1, 1, 1, 1, 1]]
 ENV_IDS = {"umaze": "AntMaze_UMaze-v4", "umaze-diverse": "AntMaze_UMaze-v4", "medium-play": "AntMaze_Medium-v4",
            "medium-diverse": "AntMaze_Medium_Diverse_GR-v4", "large-play": "AntMaze_Large-v4",

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from iqlkit.pointmaze import TASKS, MazeTask, bfs_distances, cell_of, make_env, pd_action
+from iqlkit.maze import GOAL_RADIUS, MazeTask, bfs_distances
+from iqlkit.pointmaze import TASKS, make_env, pd_action
+
 
 def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: int = 100_000,
               episode_steps: int = 300, hop: int = 2, noise: float = 0.5, seed: int = 0,
@@ -35,8 +37,7 @@ def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: i
         os.environ["MINARI_DATASETS_PATH"] = str(root)
     rng = np.random.default_rng(seed)
     env = make_env(task)
-    maze = env.unwrapped.maze
-    goal_xy = maze.cell_rowcol_to_xy(np.array(task.goal))
+    goal_xy = task.cell_xy(task.goal)
     cells = task.free_cells()
     tables = {c: bfs_distances(task.maze_map, c) for c in cells}
     episodes, total, e = [], 0, 0
@@ -51,14 +52,14 @@ def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: i
         actions, rewards = [], []
         for _ in range(length):
             pos, vel = obs["observation"][None, :2], obs["observation"][None, 2:]
-            if tuple(cell_of(task, pos)[0]) == target:
+            if tuple(task.xy_cell(pos)[0]) == target:
                 if mode == "stitch":
                     break
                 target = cells[rng.integers(len(cells))]
             action = pd_action(task, tables[target], pos, vel)[0]
             action = np.clip(action + noise * rng.normal(size=2), -1, 1).astype(np.float32)
             obs, _, _, _, _ = env.step(action)
-            rewards.append(float(np.linalg.norm(obs["achieved_goal"] - goal_xy) <= 0.45))
+            rewards.append(float(np.linalg.norm(obs["achieved_goal"] - goal_xy) <= GOAL_RADIUS))
             actions.append(action)
             buffer["observation"].append(obs["observation"])
             buffer["achieved_goal"].append(obs["achieved_goal"])

@@ -139,7 +139,7 @@ def test_bench_prints_hardware_and_updates_per_second(capsys):
 def test_goal_direction_follows_the_shortest_path():
     task = pointmaze.TASKS["medium"]
     obs = np.array([[-2.5, -2.5, 0, 0], [2.3, 2.5, 0, 0], [-2.5, 2.5, 0.5, 0]])  # start cell, goal cell, top-left
-    np.testing.assert_array_equal(pointmaze.cell_of(task, obs[:, :2]), [[6, 1], [1, 6], [1, 1]])
+    np.testing.assert_array_equal(task.xy_cell(obs[:, :2]), [[6, 1], [1, 6], [1, 1]])
     np.testing.assert_allclose(pointmaze.goal_direction(task, obs), [[0, 1], [1, 0], [-0.5, -1]])  # up; to goal; down
     quality = pointmaze.action_quality(task, obs, np.array([[0, 1], [-1, 0], [0, 0]]))
     np.testing.assert_allclose(quality, [1, -1, 0])
