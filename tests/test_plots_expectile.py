@@ -85,7 +85,10 @@ def test_tau_panel_figure_follows_tau(toy_data_fit):
     assert labels(loss_ax) == ["τ = 0.93", "τ = 0.5 (reference)"]
     m_line = [line for line in normal_ax.get_lines() if line.get_label().startswith("expectile")][0]
     assert m_line.get_xdata()[0] == pytest.approx(normal_expectile(0.93))
-    assert "net head τ = 0.9" in labels(cond_ax)  # the fitted head nearest to 0.93
+    assert "net, τ = 0.9" in labels(cond_ax)  # the fitted head nearest to 0.93
+    other = plots.tau_panel_figure(0.2, fit, x, y, toy)
+    assert [ax.get_ylim() for ax in other.axes] == [ax.get_ylim() for ax in fig.axes]  # positions compare across tau
+    assert fig.get_figwidth() <= 12 and plt.rcParams["font.size"] < 11 <= loss_ax.title.get_fontsize()
 
 
 def test_tau_panel_redraws_from_a_slider(toy_data_fit):

@@ -31,6 +31,8 @@ def test_weight_distributions_draws_advantages_weights_per_beta_and_statistics()
     # beta 10: exp(10 * 0.5) = 148 and exp(10) are clipped, exp(2) = 7.4 is not -> 2 of 6 at the clip
     assert labels[2].startswith("beta = 10: 33.3% at clip")
     assert len(step_patches(ax_w)) == 3 and ax_w.get_xscale() == "log"
+    low, high = ax_w.get_xlim()
+    assert E.FLOOR / 10 < low < E.FLOOR and 100.0 < high < 1000.0  # spans the drawn weights: the floor to the clip
     clip_line, ess_line = ax_s.get_lines()[:2]
     np.testing.assert_allclose(clip_line.get_ydata(), [0, 0, 2 / 6, 0.5])  # beta 100: exp(20) and exp(50) too
     assert ess_line.get_ydata()[0] < 1 and ax_s.get_xscale() == "log"

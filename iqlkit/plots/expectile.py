@@ -130,22 +130,38 @@ def lemma1_figure(taus: np.ndarray, curves: dict[str, tuple[np.ndarray, float]])
 
 
 def tau_panel_figure(tau: float, fit: ExpectileFit, x: np.ndarray, y: np.ndarray, toy: BoundedToy) -> Figure:
-    """The slider's figure for one tau: L_tau (vs L_0.5), m_tau and q_tau on N(0, 1), and m_tau(x) on the toy."""
-    fig, (loss_ax, normal_ax, cond_ax) = plt.subplots(1, 3, figsize=(16, 4.5))
-    _loss_axes(loss_ax, [tau])
-    u = np.linspace(*U_RANGE, 401)
-    loss_ax.plot(u, expectile_loss(u, 0.5), color="grey", ls="--", label="τ = 0.5 (reference)")
-    loss_ax.legend()
-    z = np.linspace(-4.0, 4.0, 401)
-    normal_ax.plot(z, _normal_density(z), color="black", lw=1.5, label="N(0, 1) density")
-    m, q = normal_expectile(tau), normal_quantile(tau)
-    normal_ax.axvline(m, color=tau_color(tau), lw=2.5, label=f"expectile m$_τ$ = {m:+.2f}")
-    normal_ax.axvline(q, color=tau_color(tau), lw=1.5, ls=":", label=f"quantile q$_τ$ = {q:+.2f}")
-    normal_ax.set_xlabel("x")
-    normal_ax.set_ylabel("density")
-    normal_ax.set_title("N(0, 1): expectile vs quantile")
-    normal_ax.legend(fontsize=9, loc="upper left")
-    _conditional_axes(cond_ax, x, y, fit, toy, [tau])
-    fig.suptitle(f"τ = {tau:.2f}")
-    fig.tight_layout()
+    """The slider's figure for one tau: L_tau (vs L_0.5), m_tau and q_tau on N(0, 1), and m_tau(x) on the toy.
+
+    Sized for a laptop-wide notebook (12 inches, 11-point text) with fixed axes, so that positions compare across tau,
+    and a fixed layout instead of tight_layout (a second full draw), so that a redraw stays well under a second.
+    """
+    with plt.rc_context({"font.size": 11, "legend.fontsize": 9.5}):
+        fig, (loss_ax, normal_ax, cond_ax) = plt.subplots(1, 3, figsize=(12, 4.3))
+        u = np.linspace(*U_RANGE, 401)
+        loss_ax.plot(u, expectile_loss(u, tau), color=tau_color(tau), lw=2.5, label=f"τ = {tau:.2f}")
+        loss_ax.plot(u, expectile_loss(u, 0.5), color="grey", ls="--", label="τ = 0.5 (reference)")
+        loss_ax.axvline(0.0, color="grey", lw=0.8)
+        loss_ax.set(xlim=U_RANGE, ylim=(-0.05, 4.0), xlabel="u = y − m", ylabel="L$_τ$(u)",
+                    title="Loss  |τ − 1(u < 0)| u²")  # max of L_tau on [-2, 2] is 4 max(tau, 1 - tau) < 4
+        loss_ax.legend(loc="upper center")
+        z = np.linspace(-4.0, 4.0, 401)
+        m, q = normal_expectile(tau), normal_quantile(tau)
+        normal_ax.plot(z, _normal_density(z), color="black", lw=1.5, label="density")
+        normal_ax.axvline(m, color=tau_color(tau), lw=2.5, label=f"expectile m$_τ$ = {m:+.2f}")
+        normal_ax.axvline(q, color=tau_color(tau), lw=1.5, ls=":", label=f"quantile q$_τ$ = {q:+.2f}")
+        normal_ax.set(xlim=(-4.0, 4.0), ylim=(0.0, 0.55), xlabel="x", title="N(0, 1): expectile vs quantile")
+        normal_ax.set_yticks([0.0, 0.2, 0.4])
+        normal_ax.legend(loc="upper left")
+        k = fit.nearest_head(tau)
+        grid = np.linspace(-1.0, 1.0, 200)
+        cond_ax.scatter(x, y, s=3, color="silver", alpha=0.6, rasterized=True)
+        cond_ax.plot(grid, toy.supremum(grid), color="black", lw=1.5, label="supremum")
+        cond_ax.plot(grid, fit(grid)[:, k], color=tau_color(fit.taus[k]), lw=2.5, label=f"net, τ = {fit.taus[k]:g}")
+        cond_ax.plot(grid, toy.expectiles(grid, [fit.taus[k]])[:, 0], color=tau_color(fit.taus[k]), lw=1.5, ls="--",
+                     label="exact m$_τ$(x)")
+        cond_ax.set(xlabel="x  (a state)", ylabel="y  (Q of a data action)", title="Conditional expectile m$_τ$(x)")
+        cond_ax.set_ylim(cond_ax.get_ylim()[0], cond_ax.get_ylim()[1] + 0.35 * np.ptp(cond_ax.get_ylim()))
+        cond_ax.legend(loc="upper left", ncols=2)
+        fig.suptitle(f"τ = {tau:.2f}", fontsize=13)
+        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.14, top=0.84, wspace=0.28)
     return fig

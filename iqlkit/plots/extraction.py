@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from iqlkit.awr import clip_fraction, clipped_weights, effective_sample_size
 
-FLOOR = 1e-12  # weights below this are drawn at it on the log axis (float32 exp(beta A) underflows to 0)
+FLOOR = 1e-6  # weights below this are drawn at it on the log axis: next to the clip of 100 they pull on nothing
 
 
 def _weight_stats(adv: np.ndarray, beta: float, clip: float) -> tuple[np.ndarray, float, float]:
@@ -20,23 +20,26 @@ def _weight_stats(adv: np.ndarray, beta: float, clip: float) -> tuple[np.ndarray
 def weight_distributions(adv: np.ndarray, betas: Sequence[float] = (0, 1, 3, 10, 30), clip: float = 100.0,
                          beta_grid: np.ndarray | None = None) -> Figure:
     """(a) A = Q_target - V on real samples, (b) w = min(exp(beta A), clip) per beta on a log axis, (c) clip
-    fraction and normalised ESS against beta."""
+    fraction and normalised ESS against beta. A fixed layout (no tight_layout) keeps the slider's redraw short."""
     adv = np.asarray(adv, dtype=float)
     beta_grid = np.geomspace(0.1, 300, 60) if beta_grid is None else beta_grid
-    fig, (ax_a, ax_w, ax_s) = plt.subplots(1, 3, figsize=(15, 4))
+    fig, (ax_a, ax_w, ax_s) = plt.subplots(1, 3, figsize=(15, 4.3))
     ax_a.hist(adv, bins=100, color="0.4")
     ax_a.axvline(0, color="k", ls="--", lw=1)
     ax_a.set(yscale="log", title=f"(a) advantages of {len(adv):,} dataset (s, a)\n{np.mean(adv > 0):.1%} have A > 0",
              xlabel="A(s, a) = Q_target(s, a) - V(s)", ylabel="samples (log scale)")
-    bins = np.geomspace(FLOOR / 2, clip * 2, 70)
+    bins = np.geomspace(FLOOR / 1.5, clip * 1.5, 50)
     for beta in betas:
         w, frac, ess = _weight_stats(adv, beta, clip)
         ax_w.hist(np.maximum(w, FLOOR), bins=bins, weights=np.full(len(w), 1 / len(w)), histtype="step", lw=1.5,
                   label=f"beta = {beta:g}: {frac:.1%} at clip, ESS {ess:.2f}")
     ax_w.axvline(clip, color="k", ls="--", lw=1)
-    ax_w.text(clip, 20, " clip", va="top", fontsize=9)
-    ax_w.set(xscale="log", yscale="log", ylim=(0.5 / len(adv), 30), title="(b) AWR weights w = min(exp(beta A), clip)",
-             xlabel=f"weight (values below {FLOOR:g} drawn at {FLOOR:g})", ylabel="fraction of samples")
+    ax_w.text(clip, 1.0, "clip ", va="bottom", ha="right", fontsize=9)
+    ax_w.axvline(FLOOR, color="0.5", ls=":", lw=1)
+    floor = rf"$10^{{{np.log10(FLOOR):.0f}}}$"
+    ax_w.set(xscale="log", yscale="log", xlim=(FLOOR / 4, clip * 2), ylim=(0.5 / len(adv), 20),
+             title="(b) AWR weights w = min(exp(beta A), clip)",
+             xlabel=f"weight (all weights below {floor} drawn at {floor})", ylabel="fraction of samples")
     ax_w.legend(fontsize=8, loc="upper left")
     stats = np.array([_weight_stats(adv, b, clip)[1:] for b in beta_grid])
     ax_s.plot(beta_grid, stats[:, 0], label="fraction at the clip")
@@ -48,10 +51,11 @@ def weight_distributions(adv: np.ndarray, betas: Sequence[float] = (0, 1, 3, 10,
         ax_s.plot([b for b in betas if b > 0], marked, "ko", ms=4)
     ax_s.set(xscale="log", ylim=(0, 1.02), xlabel="beta", ylabel="fraction",
              title="(c) how many samples the weights keep")
-    ax_s.legend(fontsize=8, loc="center right")
+    ax_s.legend(fontsize=8, loc="upper right")
     for ax in (ax_a, ax_w, ax_s):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+        ax.minorticks_off()  # log axes would make hundreds of minor ticks: most of a redraw's time
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.14, top=0.85, wspace=0.25)
     return fig
 
 

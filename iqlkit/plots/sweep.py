@@ -42,7 +42,7 @@ def ablation_panels(rows: list[dict], entries: list[tuple[str, float, IQLConfig]
 def tau_and_double_q(rows: list[dict], base: IQLConfig, taus: Sequence[float], tau_cdq: float = 0.9,
                      metric: str = "success_rate") -> Figure:
     """The paper's Fig. 3 in the kit's runs: (a) final score vs tau, (b) clipped double Q on / off at tau_cdq,
-    (c) mean Q_target over training on / off (without the min the values race)."""
+    (c) the mean Q_target (solid) and V (dashed) over training, on / off: whether the values race without the min."""
     fig, (ax_t, ax_c, ax_q) = plt.subplots(1, 3, figsize=(15, 4))
     for i, tau in enumerate(taus):
         _score_points(ax_t, i, 100 * final_scores(rows, replace(base, tau=tau), metric), "tab:blue")
@@ -52,13 +52,14 @@ def tau_and_double_q(rows: list[dict], base: IQLConfig, taus: Sequence[float], t
     on, off = replace(base, tau=tau_cdq), replace(base, tau=tau_cdq, clipped_double_q=False)
     for i, (config, label, color) in enumerate(((on, "min(Q1, Q2)", "tab:blue"), (off, "Q1 alone", "tab:red"))):
         _score_points(ax_c, i, 100 * final_scores(rows, config, metric), color)
-        steps, mean, std = curve(rows, config, "q_mean")
-        ax_q.plot(steps, mean, color=color, label=label)
-        ax_q.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
+        for key, style, name in (("q_mean", "-", "Q_target"), ("v_mean", "--", "V")):
+            steps, mean, std = curve(rows, config, key)
+            ax_q.plot(steps, mean, style, color=color, label=f"{label}: mean {name}")
+            ax_q.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
     ax_c.set_xticks([0, 1], ["clipped double Q", "single Q"])
     ax_c.set(ylim=(0, 105), title=f"(b) tau = {tau_cdq:g}: clipped double Q on / off")
-    ax_q.set(xlabel="update", ylabel="mean Q_target(s, a) on the batch", title=f"(c) values, tau = {tau_cdq:g}")
-    ax_q.legend()
+    ax_q.set(xlabel="update", ylabel="mean over the batch", title=f"(c) Q and V over training, tau = {tau_cdq:g}")
+    ax_q.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -92,18 +93,20 @@ def curve(rows: list[dict], config: IQLConfig, key: str) -> tuple[np.ndarray, np
 DIAGNOSTICS = {"success_rate": "success rate", "pos_frac": "share of u = Q - V > 0 (weight tau)",
                "v_se": "std. error of a minibatch expectile", "adv_std": "spread of advantages std(A)",
                "ess": "AWR effective sample share", "v_above": "V_tau - V_0.5 on probe states",
-               "awr_quality": "quality of what AWR imitates (BC: data mean)",
-               "adv_quality_corr": "corr(A, action quality)"}
+               "v_probe": "mean V(s) on the probe states",
+               "awr_quality": "quality of what AWR imitates (BC: data mean)", "adv_quality_corr": "corr(A, action quality)"}
 
 
 def diagnostics(rows: list[dict], configs: dict[str, IQLConfig], reference: IQLConfig | None = None,
-                keys: Sequence[str] = tuple(DIAGNOSTICS)) -> Figure:
-    """Each diagnostic over training for labelled configs (mean over seeds, band +- std); 'v_above' subtracts the
-    reference config's (tau = 0.5) mean V on the same probe states."""
+                keys: Sequence[str] = tuple(DIAGNOSTICS), ordered: bool = False) -> Figure:
+    """Each diagnostic over training for labelled configs (mean over seeds, band +- std), one legend for all panels;
+    'v_above' subtracts the reference config's (tau = 0.5) mean V on the same probe states. ordered: a sequential
+    palette (a sweep of one value, e.g. tau), else distinct colours (variants that are not on one scale)."""
     n = len(keys)
-    cols = 3 if n > 4 else n
-    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(5 * cols, 3.6 * -(-n // cols)), squeeze=False)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(configs)))
+    cols = 2 if n == 4 else 3 if n > 4 else n
+    rows_n = -(-n // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.4 * rows_n + 0.6), squeeze=False)
+    colors = plt.cm.viridis(np.linspace(0, 0.85, len(configs))) if ordered else plt.cm.tab10(np.arange(len(configs)))
     for ax, key in zip(axes.flat, keys):
         for (label, config), color in zip(configs.items(), colors):
             if key == "v_above":
@@ -120,8 +123,8 @@ def diagnostics(rows: list[dict], configs: dict[str, IQLConfig], reference: IQLC
             ax.set_yscale("log")
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper center", ncols=len(configs), frameon=False)
     return fig
 
 
@@ -139,7 +142,8 @@ def tabular_study(rows: list[dict]) -> Figure:
     ax_s.set(title="(b) who carries the weight", ylim=(0, 1.05))
     ax_r.plot(x, [r["ret"] for r in rows], "o-", label="exact V_tau, greedy")
     ax_r.plot(x, [r["ret_sampled"] for r in rows], "s--", label="sampled IQL, greedy")
-    ax_r.set(title="(c) true return from the start", ylabel="discounted return")
+    ax_r.set(title="(c) true return from the start (axis from 0)", ylabel="discounted return",
+             ylim=(0, 1.1 * max(max(r["ret"], r["ret_sampled"]) for r in rows)))
     for ax in (ax_v, ax_s, ax_r):
         ax.set_xticks(x, [f"{t:g}" for t in taus])
         ax.set_xlabel("expectile tau")
