@@ -1,12 +1,14 @@
-"""Autograding: run submitted notebooks with the source's tests, each in its own process under time limits.
+"""Autograding: run submitted notebooks with the source's tests, each in its own confined kernel.
 
 Layout: `SUBMISSIONS/<student>/<assignment>.ipynb`, where <assignment> is a source's file name (a1_expectiles ...).
-For each student and assignment the grader takes the submission, puts back every test cell and read-only cell of
-the source (matched by grade_id: hidden tests restored, edits to the tests undone, as nbgrader's OverwriteCells
-does), executes it with nbclient in a separate worker process and scores each test cell: its points if it ran
-without an error, else 0. A cell past its time limit is interrupted; a dead kernel (os._exit, a crash) or the
-notebook's time limit stops the notebook, and the test cells not reached score 0. Written answers are graded by
-hand: their CSV columns stay empty (0 where the student left the stub).
+The sources are read into memory before any kernel starts. A submission is read only if it is a regular file (no
+symbolic link followed, no FIFO opened). The grader puts back every test cell and read-only cell of the source
+(matched by grade_id: hidden tests restored, edits to the tests undone, as nbgrader's OverwriteCells does), starts a
+kernel in its sandbox (`iqlkit.assign.sandbox`), and sends it the notebook's cells itself (`iqlkit.assign.execute`):
+a test cell earns its points only on a reply that proves its code ran to its end, never on anything the kernel
+writes to a file. A cell past its time limit is interrupted; a dead kernel or the notebook's time limit stops the
+notebook, and the test cells not reached score 0. Written answers are graded by hand: their CSV columns stay empty
+(0 where the student left the stub). The CSV is rewritten (atomically) after every finished notebook.
 """
 from __future__ import annotations
 
@@ -14,20 +16,23 @@ import asyncio
 import csv
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
+import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 from nbgrader import utils as nbgrader_utils
 
+from iqlkit.assign import tamper
+from iqlkit.assign.execute import run_notebook
 from iqlkit.assign.release import sources
+from iqlkit.assign.sandbox import Confinement, Kernel, confinement
 
 STUB_TEXT = "YOUR ANSWER HERE"  # nbgrader's ClearSolutions.text_stub
+MAX_BYTES = 64 * 2**20  # a larger submission is not read
+KINDS = {stat.S_IFLNK: "symbolic link", stat.S_IFIFO: "FIFO", stat.S_IFDIR: "folder", stat.S_IFSOCK: "socket",
+         stat.S_IFCHR: "device", stat.S_IFBLK: "device"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Result:
     points: dict[str, float | None] = field(default_factory=dict)
     status: str = "ok"
     seconds: float = 0.0
+    flags: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> float:
@@ -101,137 +107,117 @@ def restore(submission: nbformat.NotebookNode,
     return submission, [g for g in master if g not in seen]
 
 
-def _error(cell: nbformat.NotebookNode) -> str | None:
-    """'Name: first line of the message' of the first error a cell raised, None if it raised none."""
-    for out in cell.get("outputs", []):
-        if out.output_type == "error":
-            return f"{out.ename}: {str(out.evalue).splitlines()[0] if out.evalue else ''}"[:200]
-    return None
+class Rejected(Exception):
+    """A submission that is not read: its status says why."""
 
 
-async def _execute(path: Path, log: Path, cell_timeout: float, limit: float) -> None:
-    """Worker: run the notebook at `path` in place, appending one JSON line per test cell (and the end) to `log`."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
-
-    nb = nbformat.read(path, as_version=4)
-    start = time.monotonic()
-
-    def budget(cell: nbformat.NotebookNode) -> int:
-        return max(1, int(min(cell_timeout, limit - (time.monotonic() - start))))
-
-    timed_out = {"ename": "TimeoutError", "evalue": f"the cell ran past its limit of {cell_timeout:g} s"}
-    replies: dict[int, dict] = {}
-
-    def keep_reply(cell: nbformat.NotebookNode, cell_index: int, execute_reply: dict) -> None:
-        replies[cell_index] = execute_reply["content"]
-
-    client = NotebookClient(nb, timeout_func=budget, allow_errors=True, interrupt_on_timeout=True,
-                            error_on_timeout={**timed_out, "traceback": []}, on_cell_executed=keep_reply,
-                            resources={"metadata": {"path": str(path.parent)}})
-    status = "ok"
-    with log.open("a") as f:
-        def note(**entry) -> None:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
-
-        async with client.async_setup_kernel():
-            note(kernel_pid=client.km.provisioner.process.pid)
-            for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code":
-                    continue
-                if time.monotonic() - start > limit:
-                    status = f"stopped before cell {index}: notebook ran past its limit of {limit:g} s"
-                    break
-                try:
-                    await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-                    if replies.get(index, {}).get("ename") == timed_out["ename"]:  # nbclient's reply, no output
-                        cell.outputs.append(nbformat.v4.new_output("error", traceback=[], **timed_out))
-                        note(timeout=index)
-                except DeadKernelError:
-                    status = f"kernel died in cell {index}"
-                    died = "the kernel died (os._exit, a crash or no memory)"
-                    cell.outputs.append(nbformat.v4.new_output("error", ename="DeadKernelError", evalue=died,
-                                                               traceback=[]))
-                    break
-                finally:
-                    if nbgrader_utils.is_grade(cell) and not nbgrader_utils.is_solution(cell):
-                        note(grade_id=_meta(cell)["grade_id"], error=_error(cell))
-        nbformat.write(nb, path)
-        note(status=status)
-
-
-def _kill_group(pid: int) -> None:
+def read_submission(folder_fd: int, student: str, name: str) -> bytes:
+    """The bytes of `student/name` under the open submissions folder; Rejected if it is missing, not a regular
+    file (links are not followed, FIFOs not waited on) or too large."""
     try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        student_fd = os.open(student, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder_fd)
+    except OSError:
+        raise Rejected("rejected: the student folder is not a folder (symbolic link?)") from None
+    try:
+        try:
+            kind = stat.S_IFMT(os.stat(name, dir_fd=student_fd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            raise Rejected("missing") from None
+        if kind != stat.S_IFREG:
+            raise Rejected(f"rejected: not a regular file ({KINDS.get(kind, 'special file')})")
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=student_fd)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Rejected("rejected: not a regular file (replaced while read)")
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read(MAX_BYTES + 1)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(student_fd)
+    if len(data) > MAX_BYTES:
+        raise Rejected(f"unreadable notebook (larger than {MAX_BYTES >> 20} MB)")
+    return data
 
 
-def grade_one(student: str, source: Path, submission: Path, feedback: Path, timeout_s: float, cell_timeout_s: float,
-              env: dict[str, str], memory_gb: float | None) -> Result:
-    """Grade one submission in a worker process; write the executed notebook to `feedback`."""
-    source_nb = nbformat.read(source, as_version=4)
-    asked = questions(source_nb)
-    result = Result(student, source.stem, asked)
-    for q in asked:
-        result.points[q.grade_id] = 0.0 if q.auto else None
-    if not submission.exists():
-        result.status = "missing"
-        for q in asked:
-            result.points[q.grade_id] = 0.0
+@dataclass
+class Source:
+    """An assignment source, read once before grading starts."""
+
+    name: str
+    nb: nbformat.NotebookNode
+    questions: list[Question]
+    imports: list[list]
+    protected: set[str]
+
+
+async def grade_one(student: str, source: Source, data: bytes | Rejected, feedback: Path, job: int,
+                    conf: Confinement, env: dict[str, str], timeout_s: float, cell_timeout_s: float,
+                    memory_gb: float | None) -> Result:
+    """Grade one submission (its bytes, or why it was not read); write the executed notebook to `feedback`."""
+    asked = source.questions
+    result = Result(student, source.name, asked, {q.grade_id: 0.0 if q.auto else None for q in asked})
+    if isinstance(data, Rejected):
+        result.status = str(data)
+        if result.status == "missing" or result.status.startswith("rejected"):
+            result.points = dict.fromkeys(result.points, 0.0)
         return result
     try:
-        nb, deleted = restore(nbformat.read(submission, as_version=4), source_nb)
-    except Exception as e:  # noqa: BLE001 - an unreadable file scores zero and is reported
-        result.status = f"unreadable notebook: {type(e).__name__}: {e}"[:300]
+        nb, deleted = restore(nbformat.reads(data.decode("utf-8"), as_version=4),
+                              nbformat.from_dict(json.loads(json.dumps(source.nb))))
+    except Exception as e:  # noqa: BLE001 - an unreadable file scores zero; the message is not shown (it may quote it)
+        result.status = f"unreadable notebook ({type(e).__name__})"
         return result
     for cell in nb.cells:  # a written answer left as the stub scores 0
         grade_id = _meta(cell).get("grade_id")
         if grade_id in result.points and result.points[grade_id] is None and cell.source.strip() in ("", STUB_TEXT):
             result.points[grade_id] = 0.0
-    feedback.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, feedback)
-    log = feedback.with_suffix(".log.jsonl")
-    log.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "iqlkit.assign.grade", str(feedback), str(log), str(cell_timeout_s),
-               str(timeout_s), str(memory_gb or 0)]
-    began = time.monotonic()
-    worker = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    result.flags = tamper.scan(nb, source.protected)
+    checks = {i: _meta(c)["grade_id"] for i, c in enumerate(nb.cells)
+              if c.cell_type == "code" and nbgrader_utils.is_grade(c) and not nbgrader_utils.is_solution(c)}
+    memory = int(memory_gb * 2**30) if memory_gb else None
+    began = asyncio.get_running_loop().time()
     try:
-        _, stderr = worker.communicate(timeout=timeout_s + 30)
-    except subprocess.TimeoutExpired:
-        stderr = ""
-    result.seconds = time.monotonic() - began
-    entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    log.unlink(missing_ok=True)
-    if not any("status" in e for e in entries):  # the worker did not shut its kernel down: end both
-        for entry in entries:
-            if "kernel_pid" in entry:
-                _kill_group(entry["kernel_pid"])
-        _kill_group(worker.pid)
-        worker.wait()
-    passed = {e["grade_id"]: e["error"] is None for e in entries if "grade_id" in e}
-    failed = [f"{e['grade_id']} ({e['error'].split(':')[0]})" for e in entries if e.get("error")]
+        run = await run_notebook(nb, set(checks), Kernel(conf, job, source.imports, env, memory), cell_timeout_s,
+                                 timeout_s)
+    except Exception as e:  # noqa: BLE001 - one notebook never stops the others
+        result.status = f"grader error: {type(e).__name__}"
+        warnings.warn(f"grading {student}/{source.name} failed: {e!r}", RuntimeWarning, stacklevel=2)
+        return result
+    result.seconds = asyncio.get_running_loop().time() - began
     for q in asked:
+        verdicts = [run.verdicts.get(i) for i, g in checks.items() if g == q.grade_id]
         if q.auto:
-            result.points[q.grade_id] = q.points if passed.get(q.grade_id) else 0.0
-    ends = [e["status"] for e in entries if "status" in e]
-    slow = [str(e["timeout"]) for e in entries if "timeout" in e]
-    if ends:
-        result.status = (ends[-1] if ends[-1] != "ok" or not slow else
-                         f"cell{'s' * (len(slow) > 1)} {', '.join(slow)} ran past {cell_timeout_s:g} s")
-    elif worker.returncode is None or worker.returncode < 0:
-        result.status = f"killed: the notebook ran past its limit of {timeout_s:g} s"
-    else:
-        result.status = f"grader error: {stderr.strip().splitlines()[-1] if stderr.strip() else worker.returncode}"
+            result.points[q.grade_id] = q.points if verdicts and all(v and v.passed for v in verdicts) else 0.0
+    result.status = (run.status if run.status != "ok" or not run.slow else
+                     f"cell{'s' * (len(run.slow) > 1)} {', '.join(map(str, run.slow))} ran past {cell_timeout_s:g} s")
     missing = [g for g in deleted if g in result.points]
     if missing:
         result.status += f"; test cells missing from the submission: {', '.join(missing)}"
+    failed = [f"{checks[i]} ({v.why})" for i, v in sorted(run.verdicts.items()) if not v.passed]
     if failed:
         result.status += "; failed " + ", ".join(failed)
+    if run.restored:
+        result.flags.append(f"the kernel undid changes to: {', '.join(sorted(run.restored))}")
+    feedback.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, feedback)
     return result
+
+
+def _load_sources(source_dir: Path) -> list[Source]:
+    """Every source notebook, read into memory, with what grading needs of it; grade ids unique across them."""
+    loaded, owner = [], {}
+    for path in sources(Path(source_dir)):
+        nb = nbformat.read(path, as_version=4)
+        asked = questions(nb)
+        for q in asked:
+            if q.grade_id in owner:
+                raise ValueError(f"grade id {q.grade_id!r} is used by {owner[q.grade_id]} and {path.stem}: grade ids "
+                                 "name the CSV columns, so they must be unique across assignments (prefix them, "
+                                 "e.g. a1_...)")
+            owner[q.grade_id] = path.stem
+        loaded.append(Source(path.stem, nb, asked, tamper.imports(nb), tamper.protected_names(nb)))
+    return loaded
 
 
 def autograde(source_dir: Path, submissions_dir: Path, out_csv: Path, timeout_s: float = 600,
@@ -239,51 +225,72 @@ def autograde(source_dir: Path, submissions_dir: Path, out_csv: Path, timeout_s:
               memory_gb: float | None = 8.0) -> list[Result]:
     """Grade `submissions_dir/<student>/<assignment>.ipynb` against the sources; write the CSV and the notebooks.
 
-    Each notebook runs in its own process, at most `timeout_s` in all and `cell_timeout_s` (default: timeout_s)
-    per cell, with at most `memory_gb` of address space (None: no limit). `smoke` sets IQLKIT_SMOKE=1 for the
-    kernels; otherwise they get this process's environment unchanged. The executed notebooks (with outputs, for
-    feedback) go to the folder named like the CSV without its suffix: grades.csv -> grades/<student>/<name>.ipynb.
+    Each notebook runs in its own confined kernel, at most `timeout_s` in all and `cell_timeout_s` (default:
+    timeout_s) per cell, with at most `memory_gb` (None: no limit) for the whole notebook where cgroups allow, else
+    per process. `smoke` sets IQLKIT_SMOKE=1 for the kernels. The executed notebooks (with outputs, for feedback) go
+    to the folder named like the CSV without its suffix: grades.csv -> grades/<student>/<name>.ipynb.
     """
-    source_paths = sources(Path(source_dir))
+    loaded = _load_sources(Path(source_dir))
     submissions_dir, out_csv = Path(submissions_dir), Path(out_csv)
     if not submissions_dir.is_dir():
         raise ValueError(f"{submissions_dir} is not a folder: lay submissions out as "
                          "SUBMISSIONS/<student>/<assignment>.ipynb")
-    students = sorted(p.name for p in submissions_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    with os.scandir(submissions_dir) as entries:
+        students = sorted(e.name for e in entries if not e.name.startswith(".")
+                          and (e.is_symlink() or e.is_dir(follow_symlinks=False)))
     if not students:
         raise ValueError(f"no student folders in {submissions_dir}: lay submissions out as "
                          f"{submissions_dir}/<student>/<assignment>.ipynb")
-    asked = {p.stem: questions(nbformat.read(p, as_version=4)) for p in source_paths}
-    owner: dict[str, str] = {}
-    for name, qs in asked.items():
-        for q in qs:
-            if q.grade_id in owner:
-                raise ValueError(f"grade id {q.grade_id!r} is used by {owner[q.grade_id]} and {name}: grade ids "
-                                 "name the CSV columns, so they must be unique across assignments (prefix them, "
-                                 "e.g. a1_...)")
-            owner[q.grade_id] = name
-    env = dict(os.environ, **({"IQLKIT_SMOKE": "1"} if smoke else {}))
     feedback = out_csv.with_suffix("")
-    jobs = [(s, p, submissions_dir / s / p.name, feedback / s / p.name) for s in students for p in source_paths]
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = list(pool.map(lambda job: grade_one(*job, timeout_s=timeout_s,
-                                                      cell_timeout_s=cell_timeout_s or timeout_s, env=env,
-                                                      memory_gb=memory_gb), jobs))
-    write_csv(results, out_csv)
-    return results
+    conf = confinement([Path(source_dir), submissions_dir, out_csv.parent.resolve()])
+    env = dict(os.environ, **({"IQLKIT_SMOKE": "1"} if smoke else {}))
+    folder_fd = os.open(submissions_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        jobs = []
+        for student in students:
+            for source in loaded:
+                try:
+                    data: bytes | Rejected = read_submission(folder_fd, student, f"{source.name}.ipynb")
+                except Rejected as e:
+                    data = e
+                jobs.append((student, source, data, feedback / student / f"{source.name}.ipynb"))
+    finally:
+        os.close(folder_fd)
+    return asyncio.run(_grade_all(jobs, out_csv, workers, conf=conf, env=env, timeout_s=timeout_s,
+                                  cell_timeout_s=cell_timeout_s or timeout_s, memory_gb=memory_gb))
+
+
+async def _grade_all(jobs: list[tuple], out_csv: Path, workers: int, **settings) -> list[Result]:
+    """Grade the jobs, `workers` at a time; rewrite the CSV after each finished notebook."""
+    gate, done = asyncio.Semaphore(max(1, workers)), {}
+
+    async def one(job: int, student: str, source: Source, data: bytes | Rejected, feedback: Path) -> None:
+        async with gate:
+            done[job] = await grade_one(student, source, data, feedback, job, **settings)
+        write_csv([done[k] for k in sorted(done)], out_csv)
+
+    await asyncio.gather(*(one(k, *job) for k, job in enumerate(jobs)))
+    return [done[k] for k in sorted(done)]
 
 
 def write_csv(results: list[Result], out_csv: Path) -> None:
-    """One row per student and assignment: points per question, autograded total and maximum, status."""
+    """One row per student and assignment: points per question, autograded total and maximum, status, flags.
+
+    The file is written beside its place and renamed over it, so a reader (or a killed grader) never sees half."""
     columns = list({q.grade_id: q for r in results for q in r.questions}.values())
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with out_csv.open("w", newline="") as f:
+    partial = out_csv.with_name(f".{out_csv.name}.{os.getpid()}.part")
+    with partial.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["student", "assignment", *(q.column for q in columns), "total", "max_total", "seconds", "status"])
+        w.writerow(["student", "assignment", *(q.column for q in columns), "total", "max_total", "seconds", "status",
+                    "flags"])
         for r in results:
             cells = ["" if r.points.get(q.grade_id) is None else f"{r.points[q.grade_id]:g}" for q in columns]
             w.writerow([r.student, r.assignment, *cells, f"{r.total:g}", f"{r.max_total:g}", f"{r.seconds:.0f}",
-                        r.status])
+                        r.status, "; ".join(r.flags)])
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, out_csv)
 
 
 def summary(results: list[Result]) -> str:
@@ -293,21 +300,8 @@ def summary(results: list[Result]) -> str:
     lines = [" ".join([f"{'student':16s}", *(f"{n[:18]:>18s}" for n in names)])]
     for student in dict.fromkeys(r.student for r in results):
         rows = [by[student, n] for n in names]
-        cells = [f"{r.total:g}/{r.max_total:g}" + ("" if r.status.startswith("ok") else " !") for r in rows]
+        cells = [f"{r.total:g}/{r.max_total:g}" + ("" if r.status.startswith("ok") else " !") + (" ?" * bool(r.flags))
+                 for r in rows]
         lines.append(" ".join([f"{student[:16]:16s}", *(f"{c:>18s}" for c in cells)]))
-    return "\n".join(lines) + "\n(! = missing, crashed or out of time: see the status column)"
-
-
-def _worker(argv: list[str]) -> None:
-    path, log = Path(argv[0]), Path(argv[1])
-    cell_timeout, limit, memory_gb = (float(a) for a in argv[2:5])
-    if memory_gb > 0:
-        import resource
-
-        cap = int(memory_gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))  # inherited by the kernel
-    asyncio.run(_execute(path, log, cell_timeout, limit))
-
-
-if __name__ == "__main__":
-    _worker(sys.argv[1:])
+    return "\n".join(lines) + ("\n(! = missing, rejected, crashed or out of time: see the status column; "
+                               "? = flagged for review: see the flags column)")
