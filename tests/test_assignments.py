@@ -153,6 +153,7 @@ def test_solution_gets_full_marks_within_the_smoke_budget(graded, name):
     assert result.total == result.max_total > 0
     assert all(result.points[q.grade_id] is None for q in result.questions if not q.auto), "written: graded by hand"
     assert result.seconds < LIMIT_S, f"{name} ran {result.seconds:.0f} s in smoke mode, over {LIMIT_S:.0f} s"
+    assert not result.flags, f"an honest solution flagged for review: {result.flags}"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -160,6 +161,7 @@ def test_stubs_score_zero_with_hidden_tests(graded, name):
     result = graded[0]["stubs", name]
     assert result.status.startswith("ok"), result.status
     assert all(result.points[q.grade_id] == 0 for q in result.questions), result.points
+    assert not result.flags, f"a stub flagged for review: {result.flags}"
 
 
 def test_grade_csv(graded):
@@ -202,7 +204,8 @@ def test_student_notebook_runs_up_to_its_stubs_and_its_checks_fail(student_view,
 
 @pytest.fixture(scope="module")
 def adversarial(tmp_path_factory, released):
-    """A1 handed in by a good student next to a crash, two endless loops, a memory hog, tampering and a no-show."""
+    """A1 handed in by a good student next to a crash, two endless loops, a memory hog, an endless printer, tampering
+    and a no-show."""
     root = tmp_path_factory.mktemp("adversarial")
     source, stub = read(SOURCE / "a1_expectiles.ipynb"), read(released / "a1_expectiles.ipynb")
     q2 = next(c.source for c in source.cells if nbgrader(c).get("grade_id") == "a1_q2_code")
@@ -213,6 +216,7 @@ def adversarial(tmp_path_factory, released):
         "deaf": with_cell(source, "a1_q2_code", "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                                                 "while True:\n    pass"),
         "hog": with_cell(source, "a1_q2_code", "hoard = bytearray(3 * 2**30)\n" + q2),  # fine without the cap
+        "chatty": with_cell(source, "a1_q2_code", "while True:\n    print('x' * 10_000)"),  # floods the grader
         "tamper": with_cell(stub, "a1_q1_loss", "print('all good')"),
     }
     for student, nb in submissions.items():
@@ -227,12 +231,12 @@ def test_autograder_survives_bad_submissions(adversarial):
     results, executed = adversarial
     assert results["good"].total == results["good"].max_total and results["good"].status == "ok"
     q1 = {"a1_q1_loss": 2.0}
-    for student in ("crash", "endless", "deaf", "hog"):  # Q1 was done before the bad cell: it keeps its points
+    for student in ("crash", "endless", "deaf", "hog", "chatty"):  # Q1 was done before the bad cell: it keeps its 2
         auto = {k: v for k, v in results[student].points.items() if v is not None}
         assert auto == {**q1, "a1_q2_expectile": 0.0, "a1_q3_lemma1": 0.0}, (student, results[student].status)
     assert results["crash"].status.startswith("kernel died")
-    assert "ran past 10 s" in results["endless"].status
-    assert "ran past its limit of 45 s" in results["deaf"].status
+    assert "ran past 10 s" in results["endless"].status and "ran past 10 s" in results["chatty"].status
+    assert "did not stop when interrupted" in results["deaf"].status
     assert "MemoryError" in str(read(executed / "hog" / "a1_expectiles.ipynb").cells)
     assert results["absent"].status == "missing" and results["absent"].total == 0
 
