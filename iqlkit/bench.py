@@ -1,4 +1,9 @@
-"""`python -m iqlkit bench`: IQL updates per second on this machine, with the hardware named, in one run."""
+"""`python -m iqlkit bench`: IQL updates per second and kernels per update on this machine, in one run.
+
+Every path runs the same update (iqlkit.iql.IQL.update); they differ in how it is launched: eagerly from Python,
+as S agents at once, replayed as a CUDA graph, with torch.compile. Each row is printed as soon as it is measured,
+and a row that fails prints its error and the bench goes on.
+"""
 from __future__ import annotations
 
 import os
@@ -9,8 +14,17 @@ from typing import Callable
 import torch
 
 from iqlkit.data import Transitions
+from iqlkit.device import resolve_device
 from iqlkit.fast import FastIQL
 from iqlkit.iql import IQL, IQLConfig
+
+# ATen ops that move no data (views and metadata): not kernels, left out of the CPU's kernel proxy
+VIEW_OPS = {"aten::view", "aten::reshape", "aten::_reshape_alias", "aten::expand", "aten::as_strided", "aten::t",
+            "aten::transpose", "aten::permute", "aten::squeeze", "aten::unsqueeze", "aten::select", "aten::slice",
+            "aten::detach", "aten::alias", "aten::_unsafe_view", "aten::empty", "aten::empty_strided",
+            "aten::lift_fresh", "aten::resolve_conj", "aten::resolve_neg", "aten::split", "aten::unbind",
+            "aten::narrow", "aten::expand_as", "aten::view_as", "aten::result_type", "aten::_local_scalar_dense",
+            "aten::item", "aten::is_nonzero", "aten::set_", "aten::resize_", "aten::empty_like", "aten::numpy_T"}
 
 
 def device_name(device: torch.device) -> str:
@@ -23,7 +37,7 @@ def device_name(device: torch.device) -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu} ({torch.get_num_threads()} torch threads)"
+    return f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads)"
 
 
 def synthetic_data(n: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0) -> Transitions:
@@ -50,20 +64,50 @@ def updates_per_second(run: Callable[[int], object], steps: int, device: torch.d
     return steps / (time.perf_counter() - start)
 
 
-def readable_updates_per_second(data: Transitions, config: IQLConfig, device: torch.device, steps: int) -> float:
-    """Updates/s of IQL.update with on-device sampling and no host sync inside the timed loop."""
-    agent = IQL(data.obs_dim, data.act_dim, config, str(device))
+def kernels_per_update(run: Callable[[int], object], device: torch.device, n: int = 20) -> float:
+    """Kernels one update launches: CUDA kernels counted by the profiler on a GPU; on a CPU, as a proxy, the ATen ops
+    that Python or autograd call (outermost: the CPU's own sub-ops left out) and that compute (views and metadata
+    ops left out): on a GPU most of them are one kernel each. run(n) is called once before, to warm up."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run(n)
+    _sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        run(n)
+        _sync(device)
+    events = prof.events()
+    if device.type == "cuda":
+        return sum(e.device_type == torch.autograd.DeviceType.CUDA for e in events) / n
+    def outermost_aten(e) -> bool:
+        parent = e.cpu_parent
+        while parent is not None and not parent.name.startswith("aten::"):
+            parent = parent.cpu_parent
+        return parent is None
+
+    ops = [e for e in events if e.name.startswith("aten::") and e.name not in VIEW_OPS and outermost_aten(e)]
+    return len(ops) / n
+
+
+def learner_run(data: Transitions, config: IQLConfig, device: torch.device, seeds: int,
+                **fast_options) -> Callable[[int], object]:
+    """run(n) of a fresh learner of `seeds` agents: IQL (no options) or FastIQL(graph=..., compile=...)."""
+    cls, kwargs = (FastIQL, fast_options) if fast_options else (IQL, {})
+    learner = cls(data.obs_dim, data.act_dim, [config] * seeds, str(device), **kwargs)
     generator = torch.Generator(device=device).manual_seed(0)
-    return updates_per_second(lambda n: agent.run(data, n, generator), steps, device)
+    return lambda n: learner.run(data, n, generator)
+
+
+def readable_updates_per_second(data: Transitions, config: IQLConfig, device: torch.device, steps: int) -> float:
+    """Updates/s of one agent's IQL.update, launched from Python (no host sync inside the timed loop)."""
+    return updates_per_second(learner_run(data, config, device, 1), steps, device)
 
 
 def fast_updates_per_second(data: Transitions, config: IQLConfig, device: torch.device, seeds: int, steps: int,
                             **options) -> float:
     """Updates/s of FastIQL.run for `seeds` agents at once (each update trains every agent); options: graph,
-    compile (graph=False and compile=False is the eager StackedIQL)."""
-    learner = FastIQL(data.obs_dim, data.act_dim, config, seeds, device=str(device), **options)
-    generator = torch.Generator(device=device).manual_seed(0)
-    return updates_per_second(lambda n: learner.run(data, n, generator), steps, device)
+    compile (graph=False and compile=False is the eager many-agent IQL)."""
+    return updates_per_second(learner_run(data, config, device, seeds, **options), steps, device)
 
 
 def evaluation_seconds(episodes: int, n_envs: int, device: torch.device, maze: str = "umaze",
@@ -80,43 +124,61 @@ def evaluation_seconds(episodes: int, n_envs: int, device: torch.device, maze: s
     return time.perf_counter() - start
 
 
+def paths(device: torch.device, compile: bool) -> list[tuple[str, dict]]:
+    """The bench's rows: (name, FastIQL options; {} = the plain IQL launched from Python)."""
+    cuda = device.type == "cuda"
+    rows = [("readable (IQL.run, eager)", {})]
+    if cuda:
+        rows.append(("fast: CUDA graph", {"graph": True}))
+    rows.append(("many agents, eager" if cuda else "fast (= eager on a CPU)", {"graph": False}))
+    if compile:
+        rows.append((f"fast: {'CUDA graph + ' if cuda else ''}compile", {"graph": cuda, "compile": True}))
+    return rows
+
+
 def run(device: str = "auto", steps: int = 300, hidden: tuple[int, ...] = (256, 256), batch_size: int = 256,
         seeds: int = 16, obs_dim: int = 31, act_dim: int = 8, compile: bool | None = None,
-        eval_episodes: int | None = None, eval_envs: int | None = None) -> list[dict]:
-    """Measure each path in one run (so ratios are honest on a noisy machine); print a table with the hardware.
+        eval_episodes: int | None = None, eval_envs: int | None = None, tf32: bool = False) -> list[dict]:
+    """Measure each path in one run (ratios are honest on a noisy machine) and print a table with the hardware.
 
-    Paths: readable IQL.update; the fast path (FastIQL: CUDA graphs on a GPU; on a CPU it is the eager stack);
-    on a GPU also the eager stack, to separate what the graph brings; with compile (default: on CUDA) the fast
-    path with torch.compile too. Each for 1 agent and for `seeds` agents at once. eval_episodes (default: 100 on
-    CUDA, none on a CPU) also times AntMaze evaluation episodes with eval_envs processes (default: one per core).
+    Rows: for 1 agent and for `seeds` agents, the paths of paths(); kernels per update for each. compile (default: on
+    CUDA) adds the torch.compile rows; tf32 lets CUDA matmuls use TF32. eval_episodes (default: 100 on CUDA, none on
+    a CPU) also times AntMaze evaluation episodes with eval_envs processes (default: one per core).
     """
-    from iqlkit.train import resolve_device
-
+    for name, value in (("steps", steps), ("seeds", seeds), ("batch_size", batch_size), ("obs_dim", obs_dim),
+                        ("act_dim", act_dim)):
+        if value < 1:
+            raise ValueError(f"bench: {name} must be >= 1; got {value}")
     dev = resolve_device(device)
-    compile = dev.type == "cuda" if compile is None else compile
+    cuda = dev.type == "cuda"
+    compile = cuda if compile is None else compile
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     config = IQLConfig(hidden=tuple(hidden), batch_size=batch_size)
-    data = synthetic_data(1_000_000 if dev.type == "cuda" else 100_000, obs_dim, act_dim, dev)
-    paths = [("fast: CUDA graph", {"graph": True})] if dev.type == "cuda" else []
-    paths.append(("stacked (eager)" if dev.type == "cuda" else "fast (= stacked, eager)", {"graph": False}))
-    if compile:
-        paths.append((f"fast: {'CUDA graph + ' if dev.type == 'cuda' else ''}compile",
-                      {"graph": dev.type == "cuda", "compile": True}))
-    rows = [{"path": "readable (IQL.update)", "seeds": 1,
-             "updates/s": readable_updates_per_second(data, config, dev, steps)}]
-    for name, options in paths:
-        for s in (1, seeds):
-            n = steps if dev.type == "cuda" else max(steps // s, 10)  # a CPU's time grows with s; a GPU's barely
-            rows.append({"path": name, "seeds": s,
-                         "updates/s": fast_updates_per_second(data, config, dev, s, n, **options)})
-    readable = rows[0]["updates/s"]
-    print(f"device: {device_name(dev)}; torch {torch.__version__}; networks {hidden}, batch {batch_size}, "
-          f"obs {obs_dim}, act {act_dim}; {time.strftime('%Y-%m-%d')}")
-    print(f"{'path':<32}{'seeds':>6}{'updates/s':>12}{'agent-updates/s':>18}{'x readable':>12}{'1M updates':>13}")
-    for r in rows:
-        total = r["updates/s"] * r["seeds"]
-        print(f"{r['path']:<32}{r['seeds']:>6}{r['updates/s']:>12,.0f}{total:>18,.0f}{total / readable:>11.1f}x"
-              f"{1e6 / r['updates/s'] / 60:>9.1f} min")
-    eval_episodes = (100 if dev.type == "cuda" else 0) if eval_episodes is None else eval_episodes
+    data = synthetic_data(1_000_000 if cuda else 100_000, obs_dim, act_dim, dev)
+    print(f"device: {device_name(dev)}; torch {torch.__version__}; networks {tuple(hidden)}, batch {batch_size}, "
+          f"obs {obs_dim}, act {act_dim}; matmuls {'TF32' if tf32 and cuda else 'FP32'}; {time.strftime('%Y-%m-%d')}")
+    kernel_unit = "kernels/update" if cuda else "ops/update (CPU proxy)"
+    print(f"{'path':<30}{'seeds':>6}{'updates/s':>12}{'agent-updates/s':>17}{'x readable':>12}{'1M updates':>12}"
+          f"{kernel_unit:>24}", flush=True)
+    rows, readable = [], None
+    for s in (1, seeds) if seeds > 1 else (1,):
+        for name, options in paths(dev, compile):
+            if not options and s > 1:
+                continue  # the readable row is the single agent's
+            n = steps if cuda else max(steps // s, 10)  # a CPU's time grows with s; a GPU's barely
+            try:
+                ups = updates_per_second(learner_run(data, config, dev, s, **options), n, dev)
+                kernels = kernels_per_update(learner_run(data, config, dev, s, **options), dev)
+            except Exception as e:  # noqa: BLE001 - one failing path (a compiler missing, say) must not lose the rest
+                print(f"{name:<30}{s:>6}  FAILED: {type(e).__name__}: {str(e).splitlines()[0][:120]}", flush=True)
+                rows.append({"path": name, "seeds": s, "error": f"{type(e).__name__}: {e}"})
+                continue
+            readable = readable or ups
+            total = ups * s
+            print(f"{name:<30}{s:>6}{ups:>12,.0f}{total:>17,.0f}{total / readable:>11.1f}x"
+                  f"{1e6 / ups / 60:>8.1f} min{kernels:>24.0f}", flush=True)
+            rows.append({"path": name, "seeds": s, "updates/s": ups, "kernels/update": kernels})
+    eval_episodes = (100 if cuda else 0) if eval_episodes is None else eval_episodes
     if eval_episodes:
         n_envs = eval_envs or os.cpu_count() or 1
         seconds = evaluation_seconds(eval_episodes, n_envs, dev, hidden=hidden)

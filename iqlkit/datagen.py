@@ -30,6 +30,8 @@ def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: i
     from minari.data_collector import EpisodeBuffer
 
     task = TASKS[task] if isinstance(task, str) else task
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1; got {n_steps} (an existing dataset of that id is left as it is)")
     if mode not in ("navigate", "stitch"):
         raise ValueError(f"mode must be 'navigate' or 'stitch'; got {mode!r}")
     dataset_id = dataset_id or f"iqlkit/pointmaze-{task.name}/{mode}-v0"

@@ -1,33 +1,54 @@
-"""The fast path: the same update as iqlkit.stacked (and so as iqlkit.iql), with the launch overhead taken out.
+"""The fast path: iqlkit.iql's update, unchanged, with the launch overhead taken out.
 
-One IQL update is about 0.55 GFLOP, far too little to keep a GPU busy: its time goes on launching some 150 small
-kernels and on the Python that issues them. So:
-- the data sits on the device and indices are drawn there (Transitions.sample), no host sync inside the loop;
-- S agents (S = 1 for a single run) share every kernel (StackedIQL), with both Q heads in one batched matmul;
-- Adam is fused, and its actor rate is a device tensor updated by the cosine schedule on the device;
+One IQL update is about 0.55 GFLOP, far too little to keep a GPU busy: its time goes on launching some 100-150
+small kernels and on the Python that issues them. So:
+- the data sits on the device, a minibatch is one gather, indices are drawn there: no host sync inside the loop;
+- S agents (S = 1 for a single run) share every kernel (iqlkit.iql.IQL), both Q heads in one batched matmul;
+- Adam is fused and capturable, the actor's cosine rate is looked up on the device;
 - on CUDA, `graph_steps` whole updates, sampling included, are recorded once as a CUDA graph and replayed: one
   launch per `graph_steps` updates and no Python in between;
-- optionally, `torch.compile` fuses each loss's elementwise work into a few kernels (compile=True).
-tests/test_fast.py checks that this path computes the readable path's numbers (losses, weights, resumption). The
-minibatches are the same; actor dropout, where used, draws its masks in another order (the same law).
+- optionally, torch.compile fuses each loss's elementwise work into a few kernels (compile=True).
+FastIQL is IQL with another run(): the same update method, losses and state, so a run saved on one path resumes on
+the other. tests/test_fast.py checks that both compute the same numbers.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import sysconfig
 from typing import Sequence
 
 import torch
 
 from iqlkit.data import Transitions
-from iqlkit.iql import STATS
-from iqlkit.stacked import StackedIQL
+from iqlkit.iql import IQL, STATS
 
 WARMUP = 3  # eager updates before capture (PyTorch's recipe: allocate Adam's state and compile outside the graph)
 COMPILED = ("target_q", "value_loss", "values", "actor_loss", "q_loss")  # the pure tensor functions of an update
 
 
-class FastIQL(StackedIQL):
-    """StackedIQL whose updates run as replays of a captured CUDA graph (graph=True, CUDA only) and whose loss
-    functions may be compiled (compile=True); with neither it is StackedIQL."""
+def compile_unavailable(device: str | torch.device) -> str | None:
+    """Why torch.compile cannot build kernels here (None if it can): inductor needs a C compiler and Python.h, and
+    on CUDA Triton too."""
+    device = torch.device(device)
+    compilers = ("g++", "clang++", "c++") if device.type == "cpu" else ("gcc", "cc", "clang")
+    if os.environ.get("CXX" if device.type == "cpu" else "CC") is None and not any(map(shutil.which, compilers)):
+        return f"torch.compile on {device.type} needs a C{'++' if device.type == 'cpu' else ''} compiler " \
+               f"({', '.join(compilers)}): none is on PATH"
+    include = sysconfig.get_paths()["include"]
+    if not os.path.exists(os.path.join(include, "Python.h")):
+        return f"torch.compile needs Python's headers (Python.h), missing in {include} (install python3-dev)"
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "torch.compile on CUDA needs triton (pip install triton)"
+    return None
+
+
+class FastIQL(IQL):
+    """IQL whose updates run as replays of a captured CUDA graph (graph=True, CUDA only) and whose loss functions
+    may be compiled (compile=True); with neither it is IQL."""
 
     def __init__(self, *args, graph: bool | None = None, compile: bool = False, graph_steps: int = 10,
                  **kwargs) -> None:
@@ -38,46 +59,68 @@ class FastIQL(StackedIQL):
         if graph_steps < 1:
             raise ValueError(f"graph_steps must be >= 1; got {graph_steps}")
         self.graph_steps = graph_steps
-        if self.graph:
-            self._make_optimizers(capturable=True)
+        if self.graph:  # Adam's step count and rate on the device, so replays advance them
+            self.capturable = True
+            self.q_opt, self.v_opt = self.adam(self.critic, self.config.critic_lr), self.adam(self.value_net,
+                                                                                             self.config.value_lr)
+            self.actor_opt = self.adam(self.actor, self.config.actor_lr)
         if compile:
+            reason = compile_unavailable(self.device)
+            if reason:
+                raise RuntimeError(f"{reason}; train without compile (--no-compile)")
             for name in COMPILED:
                 setattr(self, name, torch.compile(getattr(self, name), dynamic=False))
+        self._warm = 0  # eager updates done since the last (re)build of the graph's inputs
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_sums: torch.Tensor | None = None
-        self._graph_generators: object = None
+        self._graph_inputs: tuple = ()
+
+    def reset_actor(self, generators=None) -> None:
+        """A fresh actor (see IQL.reset_actor); a recorded graph, which holds the old one, is dropped."""
+        super().reset_actor(generators)
+        self._graph, self._warm = None, 0
 
     def run(self, data: Transitions, n: int,
             generators: Sequence[torch.Generator] | torch.Generator | None = None) -> torch.Tensor:
         """n updates; the per-agent stats summed over them, [n_stats, S], without a host sync.
 
-        With graph=True: the first call runs WARMUP updates eagerly and records graph_steps updates as a CUDA graph
-        (the data and the generators must stay the same objects afterwards); each replay then performs
-        graph_steps updates, and a remainder below graph_steps runs eagerly.
+        With graph=True: the first WARMUP updates run eagerly (over one or several calls); then a graph of
+        g = min(graph_steps, n) updates is recorded (in the warm-up's call if graph_steps updates are left, else in
+        the next), and from then on each replay performs g updates, a remainder below g running eagerly. The data
+        and the generators must stay the same objects.
         """
         if not self.graph:
             return super().run(data, n, generators)
         total = torch.zeros(len(STATS), self.n_agents, device=self.device)
         done = 0
-        if self._graph is None and n >= WARMUP + self.graph_steps:
-            total += self._capture(data, generators)
-            done = WARMUP
-        elif self._graph is not None and generators is not self._graph_generators:
-            raise ValueError("the CUDA graph was recorded with other generators; pass the same ones on every call")
-        while self._graph is not None and n - done >= self.graph_steps:
-            self._graph.replay()  # graph_steps updates, sampling included
+        if self._graph is not None and (self._graph_inputs[0] is not data.packed
+                                        or self._graph_inputs[1] is not generators):
+            raise ValueError("the CUDA graph was recorded on other data or generators; pass the same Transitions "
+                             "object and the same generators on every call (or build a new FastIQL)")
+        if self._graph is None and self._warm < WARMUP:
+            done = min(n, WARMUP - self._warm)
+            total += self._eager(data, done, generators)
+            self._warm += done
+        if self._graph is None and self._warm >= WARMUP and (n - done >= self.graph_steps or done == 0 < n):
+            self._capture(data, min(self.graph_steps, n), generators)
+        while self._graph is not None and n - done >= self._graph_steps:
+            self._graph.replay()  # _graph_steps updates, sampling included
             total += self._graph_sums
-            self.steps += self.graph_steps
-            done += self.graph_steps
+            self.steps += self._graph_steps
+            done += self._graph_steps
         return total + super().run(data, n - done, generators)
 
-    def _capture(self, data: Transitions, generators) -> torch.Tensor:
-        """Warm up on a side stream (WARMUP real updates), then record graph_steps updates; returns the warm-up sums."""
+    def _eager(self, data: Transitions, n: int, generators) -> torch.Tensor:
+        """n eager updates on a side stream (CUDA graphs want their warm-up off the default stream)."""
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
-            warm = super().run(data, WARMUP, generators)
+            sums = super().run(data, n, generators)
         torch.cuda.current_stream(self.device).wait_stream(stream)
+        return sums
+
+    def _capture(self, data: Transitions, steps: int, generators) -> None:
+        """Record `steps` updates (sampling included) as a CUDA graph; recording runs none of them."""
         graph = torch.cuda.CUDAGraph()
         gens = generators if isinstance(generators, (list, tuple)) else [generators] if generators is not None else []
         if gens and not hasattr(graph, "register_generator_state"):
@@ -86,9 +129,8 @@ class FastIQL(StackedIQL):
                                "(--no-fast)")
         for g in gens:  # a generator other than the default one must be registered to be advanced by replays
             graph.register_generator_state(g)
-        steps = self.steps
+        steps_before = self.steps
         with torch.cuda.graph(graph):
-            self._graph_sums = super().run(data, self.graph_steps, generators)
-        self.steps = steps  # recording ran no update: the Python count stays (step_t, on the device, was untouched)
-        self._graph, self._graph_generators = graph, generators
-        return warm
+            self._graph_sums = super().run(data, steps, generators)
+        self.steps = steps_before  # recording ran no update: the Python count stays (device counters too)
+        self._graph, self._graph_steps, self._graph_inputs = graph, steps, (data.packed, generators)

@@ -1,14 +1,16 @@
 """Ablation sweeps: configurations x seeds, trained in stacks where the shapes allow, resumable from disk.
 
 A run is one (config, seed). Runs whose configs differ only in tau, beta, actor dropout or a common learning-rate
-factor train together in one StackedIQL (fit_many); other differences (batch size, depth, width) form separate
-groups. Every finished group appends its rows to results.csv (one row per run and evaluation: config, seed, step,
-scores), so an interrupted sweep, started again, trains only the runs that have no final row yet.
+factor train together as agents of one IQL (fit_many); other differences (batch size, depth, width) form separate
+groups. A group checkpoints while it trains (out/groups/<key>/), and every finished group appends its rows to
+results.csv (one row per run and evaluation: config, seed, step, scores), so an interrupted sweep, started again,
+resumes the group it was in and trains only the runs that have no final row yet.
 """
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
@@ -19,8 +21,9 @@ import numpy as np
 import torch
 
 from iqlkit.data import Transitions
-from iqlkit.iql import IQLConfig
-from iqlkit.stacked import fit_many, stack_key
+from iqlkit.iql import IQLConfig, stack_key
+from iqlkit.runfolder import CHECKPOINT, PREVIOUS
+from iqlkit.train import fit_many
 
 RESULTS = "results.csv"
 RECORDED = Path(__file__).parent / "recorded"  # results of full sweeps the kit ran (notebook 07 shows them)
@@ -88,16 +91,26 @@ def _write_results(out: Path, rows: list[dict]) -> None:
     tmp.replace(out / RESULTS)
 
 
+def _group_folder(out: Path, jobs: list[tuple[IQLConfig, int]], steps: int) -> Path:
+    """Where one stack of runs checkpoints while it trains: out/groups/<hash of its configs, seeds and length>."""
+    key = json.dumps([[config_id(c), s] for c, s in jobs] + [steps], sort_keys=True)
+    return out / "groups" / hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
 def _train_group(data: Transitions, jobs: list[tuple[IQLConfig, int]], steps: int, eval_fn: Callable,
                  eval_every: int, log_every: int | None, probe: Callable | None, device: str,
-                 threads: int | None) -> list[dict]:
-    """Train one stack of runs with fit_many; rows at each evaluation (config, seed, step, stats, scores)."""
+                 threads: int | None, folder: Path) -> list[dict]:
+    """Train one stack of runs with fit_many, checkpointing in `folder` (an interrupted group resumes there); rows
+    at each evaluation (config, seed, step, stats, scores), each labelled by the agent that produced it."""
     if threads:
         torch.set_num_threads(threads)
     configs, seeds = [c for c, _ in jobs], [s for _, s in jobs]
-    _, rows = fit_many(data, configs, seeds, steps=steps, device=device, eval_fn=eval_fn, eval_every=eval_every,
-                       log_every=log_every or eval_every, progress=False, probe=probe)
-    return [{"config": config_id(configs[int(r["agent"])]), "seed": r["seed"], "steps": steps,
+    learner, rows = fit_many(data, configs, seeds, steps=steps, device=device, eval_fn=eval_fn,
+                             eval_every=eval_every, log_every=log_every or eval_every, progress=False, probe=probe,
+                             log_dir=folder)
+    for name in (CHECKPOINT, PREVIOUS):  # the rows are what a sweep keeps; a group's weights would fill the disk
+        (folder / name).unlink(missing_ok=True)
+    return [{"config": config_id(learner.configs[r["agent"]]), "seed": learner.seeds[r["agent"]], "steps": steps,
              **{k: v for k, v in r.items() if k not in ("agent", "seed", "tau", "beta")}} for r in rows]
 
 
@@ -135,7 +148,7 @@ def sweep(data: Transitions, configs: Sequence[IQLConfig], seeds: Sequence[int],
         bar.update(len(jobs) * n)
 
     args = [(data.to("cpu") if workers > 1 else data, jobs, n, eval_fn, max(n // n_evals, 1), log_every, probe, device,
-             1 if workers > 1 else None) for jobs, n in chunks]
+             1 if workers > 1 else None, _group_folder(out, jobs, n)) for jobs, n in chunks]
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(min(workers, len(chunks))) as pool:
             futures = {pool.submit(_train_group, *a): a for a in args}

@@ -1,6 +1,6 @@
 """What changes as tau -> 1: diagnostics of the expectile V and the AWR weights, measured on a fixed probe batch.
 
-Probe(data)(stacked) returns, per agent, on the same probe states and actions (so agents compare directly):
+Probe(data)(learner) returns, per agent, on the same probe states and actions (so agents compare directly):
   pos_frac   share of residuals u = Q_target(s, a) - V(s) above 0: the samples that carry weight tau (the rest 1 - tau)
   v_se       standard error of a minibatch's expectile, sqrt(E[w^2 u^2] / B) / E[w] with w = |tau - 1(u < 0)|
              (the M-estimator sandwich formula): how far one minibatch's V target wanders
@@ -22,7 +22,7 @@ import torch
 
 from iqlkit.awr import clipped_weights, effective_sample_size
 from iqlkit.data import Transitions
-from iqlkit.stacked import StackedIQL
+from iqlkit.iql import IQL
 from iqlkit.tabular import (TabularData, empirical_mdp, expectile_value_iteration, greedy_policy, policy_evaluation,
                             sampled_iql, support_optimal_q)
 from toy_envs.tabular_mdp import TabularMDP
@@ -35,7 +35,7 @@ def _corr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class Probe:
-    """A fixed batch of n (s, a) pairs; calling it on a StackedIQL gives the diagnostics above, one value per agent."""
+    """A fixed batch of n (s, a) pairs; calling it on an IQL of S agents gives the diagnostics above, [S] each."""
 
     def __init__(self, data: Transitions, n: int = 4096, seed: int = 0, quality=None) -> None:
         g = torch.Generator().manual_seed(seed)
@@ -45,17 +45,15 @@ class Probe:
             quality(self.observations.numpy(), self.actions.numpy()), dtype=torch.float32)
 
     @torch.no_grad()
-    def __call__(self, stacked: StackedIQL) -> dict[str, torch.Tensor]:
-        S, B, dev = stacked.n_agents, stacked.config.batch_size, stacked.device
+    def __call__(self, learner: IQL) -> dict[str, torch.Tensor]:
+        S, B, dev = learner.n_agents, learner.config.batch_size, learner.device
         obs = self.observations.to(dev).expand(S, -1, -1)
         act = self.actions.to(dev).expand(S, -1, -1)
-        q_both = stacked._q(stacked.critic_target, obs, act)
-        q = q_both.min(1).values if stacked.config.clipped_double_q else q_both[:, 0]
-        v = stacked.value_net(obs).squeeze(-1)
-        u = q - v  # [S, n]
-        w = torch.where(u < 0, 1 - stacked.tau, stacked.tau)  # |tau - 1(u < 0)|
-        clip = stacked.config.adv_clip
-        awr = torch.exp(stacked.beta * u).clamp(max=clip)  # Eq. 7's weights, beta per agent
+        v = learner.value_net(obs)
+        u = learner.target_q(obs, act) - v  # [S, n]
+        w = torch.where(u < 0, 1 - learner.tau, learner.tau)  # |tau - 1(u < 0)|
+        clip = learner.config.adv_clip
+        awr = torch.exp(learner.beta * u).clamp(max=clip)  # Eq. 7's weights, beta per agent
         extra = {}
         if self.quality is not None:  # does the weighting prefer good actions? (quality: e.g. cos to the goal)
             q_ = self.quality.to(dev)

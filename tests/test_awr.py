@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from iqlkit import datagen
-from iqlkit.awr import (advantages, awr_weights, clip_fraction, clipped_weights, effective_sample_size,
-                        extraction_study, policy_std)
+from iqlkit.awr import advantages, awr_weights, clip_fraction, clipped_weights, effective_sample_size, policy_std
 from iqlkit.data import load_minari
+from iqlkit.extraction import extraction_study
 from iqlkit.iql import IQL, IQLConfig
 from tests.test_train import chain_data
 
@@ -24,18 +24,20 @@ def trained():
 
 def test_advantages_are_target_q_minus_v_on_the_batch(trained):
     agent, batch = trained
-    expected = agent._target_q(batch.observations, batch.actions) - agent.value_net(batch.observations)
-    torch.testing.assert_close(advantages(agent, batch), expected.detach())
+    b = agent.agent_batch(batch)
+    expected = agent.target_q(b.observations, b.actions) - agent.value_net(b.observations)
+    torch.testing.assert_close(advantages(agent, batch), expected[0].detach())
     assert not advantages(agent, batch).requires_grad
 
 
 def test_awr_weights_match_the_actor_loss(trained):
     agent, batch = trained
     w = awr_weights(agent, batch, beta=3.0)
-    log_prob = agent.actor.log_prob(batch.observations, batch.actions)
-    q_t = agent._target_q(batch.observations, batch.actions)
-    loss = agent.actor_loss(batch, q_t, agent.value_net(batch.observations))
-    torch.testing.assert_close(loss, -(w * log_prob).mean())
+    b = agent.agent_batch(batch)
+    log_prob = agent.actor.log_prob(b.observations, b.actions)[0]
+    q_t = agent.target_q(b.observations, b.actions)
+    loss = agent.actor_loss(b, q_t, agent.value_net(b.observations))
+    torch.testing.assert_close(loss[0], -(w * log_prob).mean())
     assert torch.all(awr_weights(agent, batch, beta=0.0) == 1.0)
 
 

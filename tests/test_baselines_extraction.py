@@ -4,7 +4,7 @@ import torch
 
 from iqlkit.baselines import METHODS, method_setup
 from iqlkit.iql import IQL, IQLConfig
-from iqlkit.train import extract_policy
+from iqlkit.extraction import extract_policy
 from tests.test_train import chain_data
 
 
@@ -22,10 +22,10 @@ def test_baselines_change_only_what_they_name():
 
 def test_bc_weights_are_all_one():
     agent = IQL(1, 1, IQLConfig(beta=0.0, hidden=(8,)))
-    batch = chain_data().sample(16)
-    q_t = agent._target_q(batch.observations, batch.actions)
+    batch = agent.agent_batch(chain_data().sample(16))
+    q_t = agent.target_q(batch.observations, batch.actions)
     loss = agent.actor_loss(batch, q_t, q_t - 5.0)
-    torch.testing.assert_close(loss, -agent.actor.log_prob(batch.observations, batch.actions).mean())
+    torch.testing.assert_close(loss, -agent.actor.log_prob(batch.observations, batch.actions).mean(-1))
 
 
 def test_post_hoc_extraction_trains_the_actor_only():

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from iqlkit import datagen, pointmaze
 from iqlkit.data import load_minari
@@ -77,10 +78,49 @@ def test_cli_train_runs_on_a_generated_dataset(minari_dir, tmp_path, capsys):
           "--out", str(tmp_path / "runs")])
     out = capsys.readouterr().out
     assert "generating iqlkit/pointmaze-umaze/stitch-v0" in out and "success rate over 2 episodes" in out
-    run = tmp_path / "runs" / "iqlkit_pointmaze-umaze_stitch-v0" / "pointmaze-seed0"
+    run = tmp_path / "runs" / "iqlkit_pointmaze-umaze_stitch-v0" / "pointmaze-steps60-seed0"
     final = json.loads((run / "final.json").read_text())
-    assert final["steps"] == 60 and 0.0 <= final["success_rate"] <= 1.0
+    assert final["steps"] == 60 and 0.0 <= final["success_rate"] <= 1.0 and final["config"]["max_steps"] == 60
+    assert final["config"]["tau"] == 0.7 and final["preset"] == "pointmaze"
     assert (run / "log.csv").read_text().count("\n") == 3 and (run / "checkpoint.pt").exists()
+
+
+def test_cli_runs_that_differ_get_their_own_folders():
+    from iqlkit.cli import run_name
+
+    assert run_name("antmaze", {"tau": 0.7}, 0) != run_name("antmaze", {"tau": 0.8}, 0)
+    assert run_name("antmaze", {"tau": 0.8, "max_steps": 20000}, 3) == "antmaze-steps20000-tau0.8-seed3"
+    assert run_name("pointmaze", {}, 1) == "pointmaze-seed1"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--steps", "0"], "--steps: must be >= 1"), (["train", "--steps", "-5"], "--steps: must be >= 1"),
+    (["train", "--eval-every", "0"], "--eval-every: must be >= 1"),
+    (["train", "--final-episodes", "0"], "--final-episodes: must be >= 1"),
+    (["train", "--eval-envs", "0"], "--eval-envs: must be >= 1"), (["make-data", "--data-steps", "0"], "must be >= 1"),
+    (["bench", "--steps", "0"], "must be >= 1"), (["bench", "--seeds", "0"], "must be >= 1"),
+    (["bench", "--batch-size", "0"], "must be >= 1")])
+def test_cli_refuses_bad_numbers_before_doing_anything(args, message, capsys):
+    from iqlkit.cli import main
+
+    with pytest.raises(SystemExit):
+        main(args)
+    assert message in capsys.readouterr().err
+
+
+def test_cli_refuses_a_bad_device_an_unknown_kit_dataset_and_bad_hyperparameters_up_front(minari_dir):
+    from iqlkit.cli import main
+
+    with pytest.raises(ValueError, match="unknown device 'banana'"):
+        main(["train", "--device", "banana"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            main(["train", "--device", "cuda"])
+    with pytest.raises(ValueError, match=r"tau must lie strictly between 0 and 1"):
+        main(["train", "--tau", "1.5"])
+    with pytest.raises(SystemExit, match="unknown kit dataset 'iqlkit/pointmaze-bogus/stitch-v0'"):
+        main(["train", "--dataset", "iqlkit/pointmaze-bogus/stitch-v0"])
+    assert not any(minari_dir.rglob("*.hdf5"))  # nothing was generated or loaded
 
 
 def test_cli_sweep_prints_the_ablation_table_and_resumes(minari_dir, tmp_path, capsys):
@@ -131,8 +171,8 @@ def test_bench_prints_hardware_and_updates_per_second(capsys):
     main(["bench", "--device", "cpu", "--steps", "5", "--hidden", "16", "16", "--batch-size", "32", "--seeds", "3",
           "--eval-episodes", "2", "--eval-envs", "2"])
     out = capsys.readouterr().out
-    assert "device: " in out and "readable (IQL.update)" in out and "updates/s" in out
-    assert out.count("fast (= stacked, eager)") == 2 and "x readable" in out
+    assert "device: " in out and "readable (IQL.run, eager)" in out and "updates/s" in out
+    assert out.count("fast (= eager on a CPU)") == 2 and "x readable" in out and "ops/update (CPU proxy)" in out
     assert "evaluation: 2 AntMaze umaze episodes" in out and "2 env processes" in out
 
 

@@ -7,8 +7,8 @@ import torch
 
 from iqlkit import sweep as sweep_module
 from iqlkit.awr import advantages, clip_fraction, effective_sample_size
-from iqlkit.iql import IQL, Batch, IQLConfig
-from iqlkit.stacked import StackedIQL
+from iqlkit.data import Batch
+from iqlkit.iql import IQL, IQLConfig
 from iqlkit.sweep import (ablation, ablation_table, config_id, final_scores, format_table, read_results, stack_key,
                           sweep, with_value)
 from iqlkit.taustudy import Probe
@@ -85,6 +85,24 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_runs(tmp_path, mo
     assert groups == []
 
 
+def test_a_sweep_interrupted_inside_a_group_resumes_that_group_from_its_checkpoint(tmp_path, monkeypatch):
+    data = chain_data(300)
+    configs = [BASE, replace(BASE, tau=0.9)]  # one stack of 2 configs x 2 seeds
+    straight = sweep(data, configs, seeds=(0, 1), out=tmp_path / "straight", eval_fn=actions_at, n_evals=2,
+                     progress=False)
+    evals = []
+    interrupt = partial(actions_at, fail_if=lambda: evals.append(1) or len(evals) > 4)  # dies at the 2nd evaluation
+    with pytest.raises(KeyboardInterrupt):
+        sweep(data, configs, seeds=(0, 1), out=tmp_path / "cut", eval_fn=interrupt, n_evals=2, progress=False)
+    updates = []
+    real = IQL.update
+    monkeypatch.setattr(IQL, "update", lambda self, batch: updates.append(1) or real(self, batch))
+    rows = sweep(data, configs, seeds=(0, 1), out=tmp_path / "cut", eval_fn=actions_at, n_evals=2, progress=False)
+    assert len(updates) == 20  # steps 20 -> 40 only: the group's checkpoint at its first evaluation was used
+    key = sorted(straight, key=lambda r: (r["config"], r["seed"], r["step"]))
+    assert sorted(rows, key=lambda r: (r["config"], r["seed"], r["step"])) == key
+
+
 def test_ablation_table_is_mean_and_std_over_seeds():
     cfgs = [BASE, replace(BASE, tau=0.9)]
     rows = [{"config": config_id(c), "seed": s, "steps": 40, "step": step, "success_rate": score}
@@ -100,24 +118,22 @@ def test_ablation_table_is_mean_and_std_over_seeds():
 
 def test_probe_matches_the_readable_agents():
     data = chain_data(400)
-    agents = []
-    for k, (tau, beta) in enumerate(((0.6, 3.0), (0.95, 50.0))):
-        torch.manual_seed(k)
-        agents.append(IQL(1, 1, replace(BASE, tau=tau, beta=beta, adv_clip=1.5)))
-        for _ in range(30):
-            agents[-1].update(data.sample(32, torch.Generator().manual_seed(k)))
-    stacked = StackedIQL.from_agents(agents)
+    configs = [replace(BASE, tau=tau, beta=beta, adv_clip=1.5) for tau, beta in ((0.6, 3.0), (0.95, 50.0))]
+    learner = IQL(1, 1, configs, seeds=[0, 1])
+    for _ in range(30):
+        learner.update(data.sample_agents(2, 32, torch.Generator().manual_seed(0)))
     probe = Probe(data, n=256)
-    got = probe(stacked)
-    batch = Batch(probe.observations, probe.actions, None, None, None)
-    for k, agent in enumerate(agents):
-        u = advantages(agent, batch)
-        w = torch.exp(agent.config.beta * u).clamp(max=1.5)
-        tau = agent.config.tau
+    got = probe(learner)
+    obs, act = probe.observations, probe.actions
+    batch = Batch(obs.expand(2, -1, -1), act.expand(2, -1, -1), None, None, None)
+    for k, config in enumerate(configs):
+        u = advantages(learner, batch)[k]
+        w = torch.exp(config.beta * u).clamp(max=1.5)
+        tau = config.tau
         sw = torch.where(u < 0, 1 - tau, tau)
         expected = {"pos_frac": float((u > 0).float().mean()), "adv_mean": float(u.mean()),
                     "adv_std": float(u.std()), "ess": effective_sample_size(w), "clip_frac": clip_fraction(w, 1.5),
-                    "v_probe": float(agent.value(probe.observations).mean()),
+                    "v_probe": float(learner.value(probe.observations)[k].mean()),
                     "v_se": float(np.sqrt(float((sw * u).square().mean()) / 32) / float(sw.mean()))}
         for key, value in expected.items():
             assert float(got[key][k]) == pytest.approx(value, rel=1e-4, abs=1e-6), key
@@ -126,18 +142,15 @@ def test_probe_matches_the_readable_agents():
 
 def test_probe_quality_diagnostics_follow_the_weights():
     data = chain_data(400)
-    agents = []
-    for k in range(2):
-        torch.manual_seed(k)
-        agents.append(IQL(1, 1, replace(BASE, beta=[0.0, 20.0][k])))
-        for _ in range(30):
-            agents[-1].update(data.sample(32, torch.Generator().manual_seed(k)))
-    stacked = StackedIQL.from_agents(agents)
+    learner = IQL(1, 1, [replace(BASE, beta=0.0), replace(BASE, beta=20.0)], seeds=[0, 1])
+    for _ in range(30):
+        learner.update(data.sample_agents(2, 32, torch.Generator().manual_seed(0)))
     probe = Probe(data, n=256, quality=lambda obs, act: act[:, 0])  # quality = the action itself
-    got = probe(stacked)
+    got = probe(learner)
     a = probe.actions[:, 0]
     assert float(got["awr_quality"][0]) == pytest.approx(float(a.mean()), abs=1e-5)  # beta 0: BC's mean quality
-    u = advantages(agents[1], Batch(probe.observations, probe.actions, None, None, None))
+    u = advantages(learner, Batch(probe.observations.expand(2, -1, -1), probe.actions.expand(2, -1, -1), None, None,
+                                  None))[1]
     w = torch.exp(20.0 * u).clamp(max=100.0)
     assert float(got["awr_quality"][1]) == pytest.approx(float((w * a).sum() / w.sum()), rel=1e-4)
     expected = float(torch.corrcoef(torch.stack([u, a]))[0, 1])
