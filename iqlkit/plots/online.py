@@ -1,0 +1,117 @@
+"""Figures for offline-to-online fine-tuning (notebook 08): success over the offline and the online phase, the share of
+online rows in the batches, where the buffer's rows lie in the maze, and rollouts of a policy before and after."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from iqlkit.plots.pointmaze import CMAP, draw_maze, xy_cells
+from iqlkit.pointmaze import MazeTask
+
+
+def _by_seed(runs: Sequence[Sequence[dict]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and values [seeds, points] of the rows that hold `key` (the evaluation rows for a score)."""
+    rows = [[r for r in run if key in r and np.isfinite(float(r[key]))] for run in runs]
+    steps = np.array([float(r["step"]) for r in rows[0]])
+    return steps, np.array([[float(r[key]) for r in run[:len(steps)]] for run in rows])
+
+
+def _phases(ax: plt.Axes, switch: int, right: float) -> None:
+    """The offline phase shaded, the switch to online as a dashed line, both in the legend."""
+    ax.axvspan(0, switch, color="0.92", zorder=0, label="offline phase")
+    ax.axvline(switch, color="0.3", ls="--", lw=1, label=f"switch to online (step {switch:,})")
+    ax.set_xlim(0, right)
+
+
+def phase_curves(curves: dict[str, Sequence[Sequence[dict]]], switch: int, key: str = "success_rate",
+                 title: str = "success over the offline and the online phase") -> Figure:
+    """Per label: a thin line per seed and a thick mean of `key` against update step; the offline phase shaded (after
+    the switch one update = one env step)."""
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    right = 0.0
+    for k, (name, runs) in enumerate(curves.items()):
+        color = plt.get_cmap("tab10")(k)
+        steps, values = _by_seed(runs, key)
+        for seed_values in values:
+            ax.plot(steps, seed_values, color=color, lw=0.8, alpha=0.4)
+        ax.plot(steps, values.mean(0), color=color, lw=2.4, marker="o", ms=3.5, label=f"{name} (mean of {len(runs)})")
+        right = max(right, steps.max())
+    _phases(ax, switch, right)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("update step (after the switch: also env steps per agent)")
+    ax.set_ylabel(f"{key.replace('_', ' ')} (thin: seeds)")
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def online_share_figure(curves: dict[str, Sequence[Sequence[dict]]], switch: int, n_offline: int) -> Figure:
+    """The measured share of online rows in the batches (mean over seeds, per log interval) against update step, and
+    dashed the share uniform sampling implies with the offline data kept, t / (n_offline + t) after t env steps."""
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    right = 0.0
+    for k, (name, runs) in enumerate(curves.items()):
+        steps, share = _by_seed(runs, "online_share")
+        ax.plot(steps, share.mean(0), color=plt.get_cmap("tab10")(k), lw=2, label=f"{name}: measured")
+        right = max(right, steps.max())
+    t = np.linspace(0, right - switch, 200)
+    ax.plot(switch + t, t / (n_offline + t), color="black", ls=":", lw=1.5,
+            label=f"t / ({n_offline:,} + t): offline data kept")
+    _phases(ax, switch, right)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("update step")
+    ax.set_ylabel("share of online rows in a batch")
+    ax.set_title("How the data mix changes: online transitions in the minibatches", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left")
+    fig.tight_layout()
+    return fig
+
+
+def visit_maps(task: MazeTask, groups: dict[str, np.ndarray], title: str = "") -> Figure:
+    """One panel per group of x-y points [n, 2]: the share of its points in each maze cell (log colours, one scale)."""
+    rows, cols = task.shape
+    shares = []
+    for xy in groups.values():
+        cells = xy_cells(task, xy)
+        counts = np.zeros((rows, cols))
+        np.add.at(counts, (cells[:, 0], cells[:, 1]), 1)
+        share = counts / max(len(xy), 1)
+        shares.append(np.where(task.walls() == 1, np.nan, np.where(share > 0, share, np.nan)))
+    finite = np.concatenate([s[np.isfinite(s)] for s in shares])
+    norm = LogNorm(finite.min(), max(finite.max(), finite.min() * 1.01)) if finite.size else LogNorm(1e-3, 1)
+    half_w, half_h = cols * task.cell_size / 2, rows * task.cell_size / 2
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups) + 1, 4.4), squeeze=False, layout="constrained")
+    image = None
+    for ax, (name, xy), share in zip(axes[0], groups.items(), shares):
+        image = ax.imshow(share, extent=(-half_w, half_w, -half_h, half_h), origin="upper", norm=norm,
+                          cmap=plt.get_cmap(CMAP).with_extremes(bad="white"), interpolation="nearest")
+        draw_maze(ax, task)
+        ax.set_title(f"{name}\n({len(xy):,} transitions)", fontsize=10)
+    fig.colorbar(image, ax=list(axes[0]), shrink=0.85, label="share of the transitions in the cell (white: none)")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def rollouts_figure(task: MazeTask, paths: dict[str, Sequence[np.ndarray]], successes: dict[str, float] | None = None
+                    ) -> Figure:
+    """One panel per policy: its rollouts' x-y paths from S (dot: the start, x: the end), with its success rate."""
+    fig, axes = plt.subplots(1, len(paths), figsize=(4.2 * len(paths), 4.4), squeeze=False)
+    for ax, (name, runs) in zip(axes[0], paths.items()):
+        draw_maze(ax, task)
+        for k, xy in enumerate(runs):
+            color = plt.get_cmap("tab10")(k % 10)
+            ax.plot(xy[:, 0], xy[:, 1], color=color, lw=1.1, alpha=0.85)
+            ax.plot(*xy[0], "o", color=color, ms=4)
+            ax.plot(*xy[-1], "x", color=color, ms=7, mew=2)
+        note = f", success {successes[name]:.2f}" if successes and name in successes else ""
+        ax.set_title(f"{name}: {len(runs)} rollout{'' if len(runs) == 1 else 's'}{note}", fontsize=10)
+    fig.tight_layout()
+    return fig
