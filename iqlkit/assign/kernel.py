@@ -4,11 +4,12 @@ The grader starts it inside the sandbox as `python -m iqlkit.assign.kernel IMPOR
 IMPORTS is a JSON list of [name bound or null, module, attribute or null]: what the assignment's read-only cells and
 visible checks import. Before any submitted cell runs, the kernel imports those and records the interpreter: every
 loaded module's functions and classes, the methods of those classes, sys.path and the import machinery, IPython's
-hooks, transformers and event callbacks, the kernel's handlers. A request the grader marks as a check (message metadata
-`iqlkit_check`) first puts all of that back, re-binds the imported names in the user namespace, forgets kit modules
-that only the submission imported and clears trace functions; the reply's metadata (`iqlkit_restored`) says which
-kinds of things had changed. Code the submission runs *during* a check can still change what the rest of that check
-uses: the grader flags such code for review (`iqlkit.assign.tamper`).
+hooks, transformers and event callbacks, the kernel's handlers. A request the grader marks as a check (message
+metadata `iqlkit_check`) first puts all of that back, before the kernel even looks up its handler; it also re-binds
+the imported names in the user namespace, forgets kit modules that only the submission imported and clears trace
+functions. The reply's metadata (`iqlkit_restored`) says which kinds of things had changed. Code the submission runs
+*during* a check can still change what the rest of that check uses: the grader flags such code for review
+(`iqlkit.assign.tamper`).
 """
 from __future__ import annotations
 
@@ -94,6 +95,7 @@ class Snapshot:
         self.objects = [(kind, obj, dict(vars(obj)), dict(getattr(obj, "_trait_values", {})))
                         for kind, objects in _objects(shell).items() for obj in objects]
         self.events = {name: list(callbacks) for name, callbacks in shell.events.callbacks.items()}
+        self.handlers = [(table, dict(table)) for table in (shell.kernel.shell_handlers, shell.kernel.control_handlers)]
         self.user_builtins = shell.user_ns.get("__builtins__")
         self.builtin_names = set(vars(sys.modules["builtins"]))
         self.libraries = tuple({sys.prefix, sys.base_prefix, *(p for p in sys.path if "-packages" in p)})
@@ -124,6 +126,11 @@ class Snapshot:
             if _restore_attributes(obj, vars(obj), attributes) | _restore_attributes(
                     obj, getattr(obj, "_trait_values", {}), traits):
                 changed.add(kind)
+        for table, recorded in self.handlers:
+            if table.keys() != recorded.keys() or any(table[k] is not v for k, v in recorded.items()):
+                table.clear()
+                table.update(recorded)
+                changed.add("kernel objects")
         for name, callbacks in self.shell.events.callbacks.items():
             kept = [cb for cb in callbacks if cb in self.events.get(name, ()) or self._from_library(cb)]
             if len(kept) != len(callbacks):
@@ -210,14 +217,15 @@ class GradingKernel(IPythonKernel):
 
     snapshot: Snapshot | None = None
 
-    async def execute_request(self, stream, ident, parent):  # noqa: D102 - ipykernel's handler
-        self._restored: set[str] = set()
-        if (parent.get("metadata") or {}).get("iqlkit_check") and self.snapshot is not None:
-            try:
-                self._restored = self.snapshot.restore()
-            except Exception:  # noqa: BLE001 - the check still runs, and the grader learns of it
-                self._restored = {"restore failed"}
-        await super().execute_request(stream, ident, parent)
+    def should_handle(self, stream, msg, idents):  # noqa: D102 - ipykernel's hook, before the handler is looked up
+        if msg["header"].get("msg_type") == "execute_request":
+            self._restored: set[str] = set()
+            if (msg.get("metadata") or {}).get("iqlkit_check") and self.snapshot is not None:
+                try:
+                    self._restored = self.snapshot.restore()
+                except Exception:  # noqa: BLE001 - the check still runs, and the grader learns of it
+                    self._restored = {"restore failed"}
+        return super().should_handle(stream, msg, idents)
 
     def finish_metadata(self, parent, metadata, reply_content):  # noqa: D102 - ipykernel's hook
         metadata = super().finish_metadata(parent, metadata, reply_content)
