@@ -137,17 +137,37 @@ def attacked(tmp_path_factory):
             get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)
             get_ipython().events.register("post_run_cell", succeed)
             """),
+        # replaces the kernel's execute handler: each check is rewritten to the line that prints its token
+        "handler": with_code(stub, "a1_q1_code", """
+            import re
+            kernel = get_ipython().kernel
+            real = kernel.shell_handlers["execute_request"]
+            async def only_the_token(stream, ident, parent):
+                token = re.findall(r"print\\('([0-9a-f]{32})'\\)$", parent["content"]["code"])
+                if token:
+                    parent["content"]["code"] = f"print({token[0]!r})"
+                return await real(stream, ident, parent)
+            kernel.shell_handlers["execute_request"] = only_the_token
+            """),
+        # not defeated (README: what a determined student can still do): the graded function, once called by the
+        # check with the right answer, replaces the check helpers for the rest of the check
+        "calltime": with_code(stub, "a1_q1_code", """
+            def asymmetric_l2(u, tau):
+                globals()["check_close"] = globals()["check_shape"] = globals()["check_raises"] = lambda *a, **k: None
+                return 0.9
+            """),
         # swallows every exception in the following cells: no error output
         "custom_exc": with_code(stub, "a1_q1_code",
                                 "get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)"),
-        # for six seconds: overwrites the others' submissions, feedback and grades, and kills their kernels
-        "vandal": with_code(stub, "a1_q1_code", header=header, code="""
+        # for six seconds: overwrites the others' submissions, feedback and grades, and kills another kernel; it is
+        # graded first, so that without a sandbox its victim is one of the next notebooks, all expected to score 0
+        "a_vandal": with_code(stub, "a1_q1_code", header=header, code="""
             import glob, os, signal, time
-            end = time.time() + 6
+            end, killed = time.time() + 6, False
             while time.time() < end:
                 for path in glob.glob(SUBS + "/*/*.ipynb") + glob.glob(FEEDBACK + "/*/*.ipynb") + [CSV]:
                     try:
-                        if not os.path.isfile(path):
+                        if os.path.islink(path) or not os.path.isfile(path):  # never through the test's own links
                             continue
                         with open(path, "w") as f:
                             f.write("student,assignment,total\\nvandal,a1_expectiles,8\\ngood,a1_expectiles,0\\n")
@@ -155,8 +175,10 @@ def attacked(tmp_path_factory):
                         pass
                 for pid in filter(str.isdigit, os.listdir("/proc")):
                     try:
-                        if int(pid) != os.getpid() and MARK.encode() in open(f"/proc/{pid}/environ", "rb").read():
+                        if not killed and int(pid) != os.getpid() and MARK.encode() in open(f"/proc/{pid}/environ",
+                                                                                              "rb").read():
                             os.kill(int(pid), signal.SIGKILL)
+                            killed = True
                     except (OSError, ValueError):
                         pass
                 time.sleep(0.3)
@@ -180,19 +202,22 @@ def attacked(tmp_path_factory):
             os.waitpid(child, 0)
             subprocess.Popen(["sleep", "{SLEEP}"], start_new_session=True)
             """),
-        # three children that each hold 1.2 GB at once (under a 2 GB limit per process)
+        # three children that each hold 1.2 GB at once (under a 2 GB limit per process); if two or more manage
+        # that, the kernel ends itself
         "memory": appended(stub, """
-            import subprocess, sys
+            import os, subprocess, sys
             hold = ("import time\\nb = bytearray(1_200_000_000)\\n"
                     "for i in range(0, len(b), 4096):\\n    b[i] = 1\\ntime.sleep(4)\\n")
             children = [subprocess.Popen([sys.executable, "-c", hold]) for _ in range(3)]
-            print(f"held={sum(child.wait() == 0 for child in children)}")
+            if sum(child.wait() == 0 for child in children) > 1:
+                os._exit(3)
             """),
     }
     for student, nb in notebooks.items():
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, subs / student / "a1_expectiles.ipynb")
-    for student, target in (("link_source", SOURCE), ("link_passwd", Path("/etc/passwd"))):
+    (root / "source_copy.ipynb").write_bytes(SOURCE.read_bytes())  # a link to it stands for one to the source
+    for student, target in (("link_source", root / "source_copy.ipynb"), ("link_passwd", Path("/etc/passwd"))):
         (subs / student).mkdir()
         (subs / student / "a1_expectiles.ipynb").symlink_to(target)
     (subs / "fifo").mkdir()
@@ -219,8 +244,8 @@ def test_honest_students_are_graded_as_usual(attacked):
     assert results["stub"].total == 0 and results["stub"].status.startswith("ok") and not results["stub"].flags
 
 
-@pytest.mark.parametrize("student", ["patch", "excepthook", "transformer", "event", "forged_log", "log_rewrite",
-                                     "custom_exc", "vandal", "daemon"])
+@pytest.mark.parametrize("student", ["patch", "excepthook", "transformer", "event", "handler", "forged_log",
+                                     "log_rewrite", "custom_exc", "a_vandal", "daemon"])
 def test_tricks_do_not_turn_failures_into_passes(attacked, student):
     result = attacked[0][student]
     auto = {q.grade_id: result.points[q.grade_id] for q in result.questions if q.auto}
@@ -231,8 +256,9 @@ def test_tricks_do_not_turn_failures_into_passes(attacked, student):
     ("disk", {"files", "interpreter internals"}),
     ("patch", {"patches a module or a read-only name", "rebinds what the read-only cells define"}),
     ("excepthook", {"IPython or kernel internals"}), ("transformer", {"IPython or kernel internals"}),
-    ("event", {"IPython or kernel internals"}),
-    ("custom_exc", {"IPython or kernel internals"}), ("vandal", {"files", "processes or threads"}),
+    ("event", {"IPython or kernel internals"}), ("handler", {"IPython or kernel internals"}),
+    ("calltime", {"interpreter internals"}),
+    ("custom_exc", {"IPython or kernel internals"}), ("a_vandal", {"files", "processes or threads"}),
     ("daemon", {"processes or threads"}), ("memory", {"processes or threads"})])
 def test_tampering_is_flagged_for_review(attacked, student, kinds):
     flags = "; ".join(attacked[0][student].flags)
@@ -244,15 +270,19 @@ def test_the_kernel_undoes_hooks_and_patches_before_each_check(attacked):
     assert "check helpers" in results["patch"].flags[-1] and "library modules" in results["patch"].flags[-1]
     assert "input transformers" in results["transformer"].flags[-1]
     assert "event callbacks" in results["event"].flags[-1]
+    assert "kernel objects" in results["handler"].flags[-1]
     assert "IPython hooks" in results["custom_exc"].flags[-1]
 
 
 def test_what_only_a_sandbox_prevents(attacked, here):
     if not here.bwrap:
         pytest.skip("bubblewrap is not available here: kernels run unconfined")
-    results = attacked[0]
+    results, out = attacked[0], attacked[1]
     assert results["disk"].total == 0, "the source notebook is out of the kernel's view"
-    assert results["good"].total == 8 and results["stub"].total == 0, "the vandal reached the others"
+    ran = [s for s in results if (out.with_suffix("") / s / "a1_expectiles.ipynb").exists()]
+    assert len(ran) >= 15 and all(read(out.with_suffix("") / s / "a1_expectiles.ipynb").cells for s in ran), \
+        "the vandal overwrote feedback notebooks"
+    assert not [s for s, r in results.items() if "kernel died" in r.status], "the vandal killed other kernels"
 
 
 def test_no_file_contents_and_no_reading_through_links_or_fifos(attacked):
@@ -277,10 +307,8 @@ def test_nothing_is_left_running_and_the_grades_stay_put(attacked):
 def test_memory_is_capped_per_notebook(attacked, here):
     if not here.cgroups:
         pytest.skip("no writable cgroups here: memory is capped per process only")
-    result = attacked[0]["memory"]
-    executed = read(attacked[1].with_suffix("") / "memory" / "a1_expectiles.ipynb")
-    held = [o.text for c in executed.cells for o in c.get("outputs", []) if "held=" in o.get("text", "")]
-    assert held and int(held[0].split("held=")[1].split()[0]) <= 1, (held, result.status)
+    status = attacked[0]["memory"].status
+    assert status.startswith("ok"), f"two children held 1.2 GB each under a 2 GB notebook limit: {status}"
 
 
 def test_a_killed_grader_keeps_the_finished_rows(tmp_path):
