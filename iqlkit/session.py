@@ -1,17 +1,17 @@
 """The first call of every notebook (and of the command line): torch's thread count and the known-harmless warnings.
 
 Threads. One IQL update of the kit's networks is a few hundred small matrix products, too small to split well, and
-on a busy machine a second thread waits for a core that another process holds. Measured on this project's 2-core
-CPU (torch 2.13, one agent, batch 256, PointMaze's 6 inputs; updates/s with 1 / 2 threads):
+on a busy machine a second thread waits for a core that another process holds. One agent, batch 256, PointMaze's 6
+inputs, updates/s with 1 / 2 threads, on this project's 2-core CPU (torch 2.13):
 
-| networks | idle machine | loaded machine (load average 5-7, another training job and tests running) |
+| networks | loaded (2026-11-28, load average 5-7: a training job and tests) | idle (2026-11-21, the README's bench) |
 | --- | --- | --- |
-| 2 x 64 (the pointmaze preset) | IDLE64 | 56-69 / 3 |
-| 2 x 256 (the antmaze preset) | IDLE256 | 24 / 2-3 |
+| 2 x 64 (pointmaze preset) | 56-69 / 3 | not measured (the shared machine was never idle) |
+| 2 x 256 (antmaze preset) | 24 / 2-3 | 105 / 145 (with AntMaze's 31 inputs) |
 
-So the rule is one thread: it is never much slower on an idle machine and it is 10-20x faster on a busy one. The
-notebooks that train several runs at once do it in separate processes, one per core, each with one thread.
-`start(threads)` or the environment variable IQLKIT_THREADS sets another count (e.g. on a many-core GPU machine).
+So the rule is one thread: at most a third slower on an idle machine, and 10-20x faster on a busy one (and the
+notebooks that train several runs at once do it in processes, one per core). `start(threads)` or the environment
+variable IQLKIT_THREADS sets another count, e.g. 2 on an idle 2-core machine for 2 x 256 networks.
 """
 from __future__ import annotations
 
