@@ -222,7 +222,7 @@ def adversarial(tmp_path_factory, released):
     for student, nb in submissions.items():
         hand_in(root / "in", student, {"a1_expectiles": nb})
     (root / "in" / "absent").mkdir()
-    results = autograde(SOURCE / "a1_expectiles.ipynb", root / "in", root / "grades.csv", timeout_s=45,
+    results = autograde(SOURCE / "a1_expectiles.ipynb", root / "in", root / "grades.csv", timeout_s=120,
                         cell_timeout_s=10, workers=2, smoke=True, memory_gb=2)
     return {r.student: r for r in results}, root / "grades"
 
