@@ -58,6 +58,19 @@ def test_notebook_sliders_redraw_only_on_release(path):
         f"{path.name}: build sliders with iqlkit.widgets (continuous_update=False), not ipywidgets directly"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_starts_the_session_first(path):
+    """Threads, the known-harmless warnings and the smoke banner are set in one place, before anything is imported
+    that could warn (iqlkit.session)."""
+    first = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    lines = [line for line in "".join(first["source"]).splitlines() if line.strip() and not line.startswith("#")]
+    calls = [i for i, line in enumerate(lines) if line.split("#")[0].strip() == "start()"]
+    assert calls, f"{path.name}: call iqlkit.session.start() in the first code cell"
+    before = [line for line in lines[:calls[0]] if line.startswith(("import ", "from "))
+              and line not in ("from iqlkit.session import start", "import os")]  # os: notebook 06 sets MUJOCO_GL
+    assert not before, f"{path.name}: call iqlkit.session.start() before importing {before}"
+
+
 def test_the_course_cites_no_file_the_students_lack():
     found = [f"{path.relative_to(ROOT)} mentions {needle!r}" for path in COURSE_TEXTS
              for needle in NOT_SHIPPED if needle in path.read_text()]
