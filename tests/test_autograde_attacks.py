@@ -230,7 +230,7 @@ def attacked(tmp_path_factory):
         (subs / student / "a1_expectiles.ipynb").write_bytes(data)
     os.environ["IQLKIT_ATTACK_MARK"] = MARK  # passes into the kernels (IQLKIT_ variables do)
     try:
-        results = autograde(SOURCE, subs, out, timeout_s=60, cell_timeout_s=30, workers=2, smoke=True, memory_gb=2)
+        results = autograde(SOURCE, subs, out, timeout_s=120, cell_timeout_s=60, workers=2, smoke=True, memory_gb=2)
     finally:
         del os.environ["IQLKIT_ATTACK_MARK"]
     csv_after = out.read_text()
@@ -301,7 +301,7 @@ def test_nothing_is_left_running_and_the_grades_stay_put(attacked):
     assert out.read_text() == csv_after, "something rewrote grades.csv after the grader finished"
     rows = {r["student"]: r for r in csv.DictReader(out.open())}
     assert rows["daemon"]["total"] == "0" and rows["good"]["total"] == "8"
-    assert results["daemon"].seconds < 30, "a daemon holding stderr made the grader wait"
+    assert results["daemon"].seconds < 60, "a daemon holding stderr made the grader wait"
 
 
 def test_memory_is_capped_per_notebook(attacked, here):
