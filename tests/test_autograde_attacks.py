@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -337,3 +338,7 @@ def test_a_killed_grader_keeps_the_finished_rows(tmp_path):
     while leftovers() and time.monotonic() < deadline:  # the kernel sees its parent go (bwrap or its own poller)
         time.sleep(0.2)
     assert not leftovers(), leftovers()
+    left = f"iqlkit-kernel-{grader.pid}-*"
+    assert list(Path(tempfile.gettempdir()).glob(left)), "the killed grader left its kernel's folder"
+    confinement([SOURCE.parent])  # the next grader removes it (and the cgroup)
+    assert not list(Path(tempfile.gettempdir()).glob(left))

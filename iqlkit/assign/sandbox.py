@@ -150,23 +150,27 @@ class Cgroup:
     def __init__(self, folders: list[Path]) -> None:
         self.folders = folders
 
+    @staticmethod
+    def parents(version: str) -> list[Path]:
+        """Where this process creates cgroups: v2's root, or its own cgroup in v1's memory and pids hierarchies."""
+        if version == "v2":
+            return [Path("/sys/fs/cgroup")]
+        own = dict(line.split(":", 2)[1:] for line in Path("/proc/self/cgroup").read_text().splitlines())
+        return [Path("/sys/fs/cgroup", h, own[h].lstrip("/")) for h in ("memory", "pids")]
+
     @classmethod
     def create(cls, version: str, name: str, memory: int | None) -> Cgroup:
         """A new cgroup with the memory limit (bytes, None: none) and MAX_TASKS tasks; raises OSError if it can't."""
+        group = cls([parent / name for parent in cls.parents(version)])
         if version == "v2":
-            root = Path("/sys/fs/cgroup")
-            enabled = (root / "cgroup.subtree_control").read_text().split()
-            if not {"memory", "pids"} <= set(enabled):
-                (root / "cgroup.subtree_control").write_text("+memory +pids")
-            group = cls([root / name])
-            group.folders[0].mkdir()
+            control = group.folders[0].parent / "cgroup.subtree_control"
+            if not {"memory", "pids"} <= set(control.read_text().split()):
+                control.write_text("+memory +pids")
             settings = {"pids.max": MAX_TASKS, "memory.max": memory, "memory.swap.max": 0 if memory else None}
         else:
-            own = dict(line.split(":", 2)[1:] for line in Path("/proc/self/cgroup").read_text().splitlines())
-            group = cls([Path("/sys/fs/cgroup", h, own[h].lstrip("/"), name) for h in ("memory", "pids")])
-            for folder in group.folders:
-                folder.mkdir()
             settings = {"pids.max": MAX_TASKS, "memory.limit_in_bytes": memory, "memory.memsw.limit_in_bytes": memory}
+        for folder in group.folders:
+            folder.mkdir()
         for key, value in settings.items():
             for folder in group.folders:
                 if value is not None and (folder / key).exists():
@@ -201,6 +205,31 @@ class Cgroup:
                     time.sleep(0.05)
 
 
+def _grader_gone(name: str) -> bool:
+    """Whether the grader whose pid a leftover's name carries (iqlkit-<pid>-..., iqlkit-kernel-<pid>-...) has ended."""
+    pid = name.removeprefix("iqlkit-").removeprefix("kernel-").split("-")[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+def _remove_leftovers(cgroups: str | None) -> None:
+    """End and remove what killed graders left behind: their kernels' cgroups and folders."""
+    for parent in Cgroup.parents(cgroups) if cgroups else []:
+        for folder in parent.glob("iqlkit-*"):
+            if _grader_gone(folder.name):
+                Cgroup([folder]).kill()
+    for folder in Path(tempfile.gettempdir()).glob("iqlkit-kernel-*"):
+        if _grader_gone(folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _cgroup_version() -> str | None:
     """Which cgroups this process can create (root only), or None."""
     if os.geteuid() != 0:
@@ -233,6 +262,7 @@ def confinement(protected: list[Path]) -> Confinement:
     root = os.geteuid() == 0
     base = UID_BASE + secrets.randbelow(UID_SPAN - 2**20) if root else None
     plain = Confinement(False, base, _cgroup_version(), binds, roots)
+    _remove_leftovers(plain.cgroups)
     sandboxed = Confinement(True, base, plain.cgroups, binds, roots)
     why = "IQLKIT_SANDBOX=off" if os.environ.get("IQLKIT_SANDBOX", "").lower() in ("0", "off", "no") else (
         "bubblewrap (bwrap) is not installed" if shutil.which("bwrap") is None else None)
@@ -264,7 +294,7 @@ class Kernel:
         self.uid = None if conf.uid_base is None else conf.uid_base + job
         self.name = f"iqlkit-{os.getpid()}-{job}"
         self.env = env
-        self.folder = Path(tempfile.mkdtemp(prefix="iqlkit-kernel-"))
+        self.folder = Path(tempfile.mkdtemp(prefix=f"iqlkit-kernel-{os.getpid()}-"))
         self.proc: subprocess.Popen | None = None
         self.cgroup: Cgroup | None = None
 
