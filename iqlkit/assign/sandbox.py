@@ -257,7 +257,8 @@ def _probe(argv: list[str], env: dict[str, str], uid: int | None) -> str | None:
 
 
 def confinement(protected: list[Path]) -> Confinement:
-    """Find out what works here (a probe kernel import per mode); warn when kernels cannot be sandboxed."""
+    """Find out what works here (a probe kernel import per mode), remove what killed graders left behind; warn when
+    kernels cannot be sandboxed."""
     binds, roots = _read_only_folders([Path(p).resolve() for p in protected])
     root = os.geteuid() == 0
     base = UID_BASE + secrets.randbelow(UID_SPAN - 2**20) if root else None
