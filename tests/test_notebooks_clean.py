@@ -2,8 +2,10 @@
 no file the students do not have."""
 import json
 import subprocess
+import warnings
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).parents[1]
@@ -13,13 +15,18 @@ COURSE_TEXTS = [ROOT / "README.md", *NOTEBOOKS, *sorted((ROOT / "assignments" / 
 NOT_SHIPPED = ("shared/", "DESIGN.md")  # the kit's working notes and source texts: students do not have them
 
 
-def committed(path: Path, root: Path = ROOT) -> dict:
+def committed_text(path: Path, root: Path = ROOT) -> str:
     """The notebook as git would commit it: its staged version (which the nbstripout filter of the README's set-up
     strips on `git add`), so outputs a student's JupyterLab autosaves in the working copy do not count; the file
     itself where there is no git checkout or the notebook was never added."""
     staged = subprocess.run(["git", "show", f":{path.relative_to(root).as_posix()}"], cwd=root, capture_output=True,
                             text=True)
-    return json.loads(staged.stdout if staged.returncode == 0 else path.read_text())
+    return staged.stdout if staged.returncode == 0 else path.read_text()
+
+
+def committed(path: Path, root: Path = ROOT) -> dict:
+    """committed_text, parsed."""
+    return json.loads(committed_text(path, root))
 
 
 def test_course_has_notebooks():
@@ -33,6 +40,20 @@ def test_notebook_is_stored_without_outputs(path):
     assert not dirty, (f"{path.name} would be committed with outputs in cells {dirty}: let git strip them "
                        f"(`nbstripout --install`, the README's set-up step), or clear them "
                        f"(jupyter nbconvert --clear-output --inplace)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_git_filter_leaves_the_stored_notebook_alone(path):
+    """The README's filter (nbstripout --keep-id) makes nothing else of a stored notebook, so a fresh clone with the
+    filter shows no notebook as modified."""
+    nbstripout = pytest.importorskip("nbstripout")
+    text = committed_text(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        nb = nbstripout.strip_output(nbformat.reads(text, as_version=nbformat.NO_CONVERT), keep_output=False,
+                                     keep_count=False, keep_id=True)
+        stripped = nbformat.writes(nb)
+    assert stripped.rstrip("\n") + "\n" == text, f"{path.name}: store it as the filter would: nbstripout --keep-id"
 
 
 def test_committed_is_the_staged_notebook_not_the_working_copy(tmp_path):
