@@ -1,4 +1,5 @@
-"""Command line: `python -m iqlkit train` (the kit's main job), `sweep`, `make-data`, `bench` and `assign`."""
+"""Command line: `python -m iqlkit train` (the kit's main job), `finetune`, `sweep`, `make-data`, `bench` and
+`assign`."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,17 @@ import json
 from pathlib import Path
 
 BUILTIN = "iqlkit/pointmaze-medium/stitch-v0"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (checked before any data is loaded)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def default_preset(dataset_id: str) -> str:
@@ -24,18 +36,38 @@ def ensure_builtin(dataset_id: str, n_steps: int) -> None:
     if not dataset_id.startswith("iqlkit/") or dataset_id in minari.list_local_datasets():
         return
     print(f"generating {dataset_id} ({n_steps:,} steps) ...")
-    if dataset_id.startswith("iqlkit/antmaze-"):
+    if dataset_id.startswith("iqlkit/antmaze-") and dataset_id.endswith(("-play-v0", "-diverse-v0")):
+        maze, mode = dataset_id.removeprefix("iqlkit/antmaze-").removesuffix("-v0").split("-")
+        antmaze.generate(maze, mode, n_steps=n_steps, dataset_id=dataset_id)
+    elif dataset_id.startswith("iqlkit/antmaze-"):
         antmaze.record(antmaze.dataset_name(dataset_id), n_steps=n_steps, dataset_id=dataset_id)
     else:
-        task, mode = dataset_id.removeprefix("iqlkit/pointmaze-").removesuffix("-v0").split("/")
+        from iqlkit.pointmaze import TASKS
+
+        task, _, mode = dataset_id.removeprefix("iqlkit/pointmaze-").removesuffix("-v0").partition("/")
+        if not dataset_id.startswith("iqlkit/pointmaze-") or task not in TASKS or mode not in ("navigate", "stitch"):
+            raise SystemExit(f"unknown kit dataset {dataset_id!r}: the kit makes iqlkit/pointmaze-<{'|'.join(TASKS)}>/"
+                             "<navigate|stitch>-v0 and iqlkit/antmaze-<maze>-<mode>-v0 (python -m iqlkit make-data "
+                             "--help)")
         datagen.pointmaze(task, mode, n_steps=n_steps, dataset_id=dataset_id)
 
 
-def load_for_training(args: argparse.Namespace) -> tuple:
-    """What `train` and `sweep` share: (dataset, preset name, transitions, evaluate(act, episodes) -> scores)."""
+def eval_env_maker(args: argparse.Namespace, dataset):
+    """The dataset's evaluation env as a no-argument maker: the kit's AntMaze one (iqlkit.antmaze), else the
+    dataset's own (`recover_environment(eval_env=True)`)."""
     from functools import partial
 
     from iqlkit.antmaze import eval_env_factory
+
+    return (eval_env_factory(args.dataset, dataset, minari_eval=args.minari_eval) if "antmaze" in args.dataset
+            else partial(dataset.recover_environment, eval_env=True))
+
+
+def load_for_training(args: argparse.Namespace) -> tuple:
+    """What `train`, `sweep` and `finetune` share: (dataset, preset name, transitions, evaluate(act, episodes) ->
+    scores)."""
+    from functools import partial
+
     from iqlkit.data import flatten_observations, load_minari, open_minari
     from iqlkit.evaluate import evaluate, reference_scores
 
@@ -43,8 +75,7 @@ def load_for_training(args: argparse.Namespace) -> tuple:
     dataset = open_minari(args.dataset)
     preset = args.preset or default_preset(args.dataset)
     data = load_minari(dataset, goal_conditioned=not args.no_goal, terminate_on_success=not args.keep_tail)
-    make_env = (eval_env_factory(args.dataset, dataset, minari_eval=args.minari_eval) if "antmaze" in args.dataset
-                else partial(dataset.recover_environment, eval_env=True))
+    make_env = eval_env_maker(args, dataset)
     references = reference_scores(dataset)
     obs_fn = partial(flatten_observations, goal_conditioned=not args.no_goal)
 
@@ -55,42 +86,145 @@ def load_for_training(args: argparse.Namespace) -> tuple:
     return dataset, preset, data, evaluate_act
 
 
+def run_name(preset: str, overrides: dict, seed: int) -> str:
+    """The run folder's name: the preset, every overridden hyperparameter, the seed (antmaze-tau0.8-seed0), so runs
+    that differ never share a folder."""
+    short = {"max_steps": "steps"}
+    return "-".join([preset, *(f"{short.get(k, k)}{v:g}" for k, v in sorted(overrides.items())), f"seed{seed}"])
+
+
 def train(args: argparse.Namespace) -> dict:
     """Load (or make) the dataset, train IQL with evaluation, save the run, print the final scores."""
-    from iqlkit.iql import IQLConfig
-    from iqlkit.train import fit, resolve_device
+    import torch
 
+    from iqlkit.device import resolve_device
+    from iqlkit.iql import IQLConfig
+    from iqlkit.train import fit
+
+    device = resolve_device(args.device)  # a bad device fails now, not after minutes of loading
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    overrides = {k: v for k, v in (("tau", args.tau), ("beta", args.beta), ("max_steps", args.steps)) if v is not None}
+    config = IQLConfig.preset(args.preset or default_preset(args.dataset), **overrides)  # bad values fail now too
     dataset, preset, data, evaluate_act = load_for_training(args)
-    overrides = {k: v for k, v in (("tau", args.tau), ("beta", args.beta)) if v is not None}
-    if args.steps:
-        overrides["max_steps"] = args.steps
-    config = IQLConfig.preset(preset, **overrides)
-    out = Path(args.out) / args.dataset.replace("/", "_") / f"{preset}-seed{args.seed}"
+    out = Path(args.out) / args.dataset.replace("/", "_") / run_name(preset, overrides, args.seed)
 
     def eval_fn(agent, episodes: int = args.eval_episodes) -> dict[str, float]:
         return evaluate_act(agent.act, episodes)
 
     print(f"training IQL ({preset}: tau={config.tau}, beta={config.beta}) for {config.max_steps:,} steps on "
-          f"{resolve_device(args.device)}; run folder {out}")
-    agent = fit(data, config, seed=args.seed, device=args.device, eval_fn=eval_fn,
-                eval_every=args.eval_every, log_dir=out, fast=args.fast, compile=args.compile)
+          f"{device}; run folder {out}")
+    agent = fit(data, config, seed=args.seed, device=str(device), eval_fn=eval_fn, eval_every=args.eval_every,
+                log_dir=out, fast=args.fast, compile=args.compile, dataset=args.dataset)
     final = eval_fn(agent, args.final_episodes)
     (out / "final.json").write_text(json.dumps({"dataset": args.dataset, "preset": preset, "seed": args.seed,
-                                                "steps": agent.steps, **final}, indent=2))
+                                                "steps": agent.steps, "config": config.to_dict(), **final},
+                                               indent=2))
+    print(f"success rate over {args.final_episodes} episodes: {final['success_rate']:.2f}" +
+          (f", normalised score {final['normalized_score']:.1f}" if "normalized_score" in final else ""))
+    return final
+
+
+def finetune(args: argparse.Namespace) -> dict:
+    """Offline IQL from scratch (or a `train` run's checkpoint: --from), then online fine-tuning (iqlkit.online); save
+    the run, print the final scores."""
+    from functools import partial
+
+    from iqlkit.data import flatten_observations, prepare
+    from iqlkit.device import resolve_device
+    from iqlkit.iql import IQLConfig
+    from iqlkit.online import finetune as run_finetune, online_config
+    from iqlkit.runfolder import read_checkpoint
+
+    if args.steps is not None:
+        raise SystemExit("finetune counts --offline-steps and --online-steps (--steps is train's)")
+    device = resolve_device(args.device)
+    overrides = {k: v for k, v in (("tau", args.tau), ("beta", args.beta)) if v is not None}
+    state = None
+    if args.from_run:
+        if overrides or args.offline_steps:
+            raise SystemExit("with --from the offline run sets tau, beta and the offline steps: drop --tau, --beta "
+                             "and --offline-steps")
+        state = read_checkpoint(Path(args.from_run) / "checkpoint.pt")
+        if state["fingerprint"].get("dataset") != args.dataset:
+            raise SystemExit(f"{args.from_run} trained on {state['fingerprint'].get('dataset')!r}: pass --dataset "
+                             f"{state['fingerprint'].get('dataset')}")
+        if len(state["learner"]["seeds"] or []) != 1:
+            raise SystemExit(f"{args.from_run} holds {len(state['learner']['configs'])} agents; --from takes a run of "
+                             "one (python -m iqlkit train)")
+        config, seed = IQLConfig(**state["learner"]["configs"][0]), state["learner"]["seeds"][0]
+    else:
+        config, seed = IQLConfig.preset(args.preset or default_preset(args.dataset), **overrides), args.seed
+    dataset, preset, data, evaluate_act = load_for_training(args)
+    if state is not None and state["fingerprint"] != {"dataset": args.dataset, **prepare(data, config).fingerprint()}:
+        raise SystemExit(f"{args.from_run} trained on other data than {args.dataset} loads here (saved "
+                         f"{state['fingerprint']}): check --no-goal and --keep-tail")
+    offline_steps = int(state["learner"]["steps"]) if state else args.offline_steps or config.max_steps
+    online_steps = args.online_steps or config.max_steps
+    name = (f"from-{Path(args.from_run).name}" if state else f"off{offline_steps}-" + run_name(preset, overrides, seed))
+    out = Path(args.out) / args.dataset.replace("/", "_") / f"finetune-{args.variant}-{name}"
+
+    def eval_fn(agent, episodes: int = args.eval_episodes) -> dict[str, float]:
+        return evaluate_act(agent.act, episodes)
+
+    print(f"fine-tuning ({args.variant}, {preset}: tau={config.tau}, beta={config.beta}): {offline_steps:,} offline "
+          f"updates{' (from ' + args.from_run + ')' if state else ''}, then {online_steps:,} online steps with "
+          f"{args.n_envs} env(s) on {device}; run folder {out}")
+    learner, rows, source = run_finetune(
+        data, config, eval_env_maker(args, dataset), offline_steps, online_steps, seeds=[seed], variant=args.variant,
+        n_envs=args.n_envs, obs_fn=partial(flatten_observations, goal_conditioned=not args.no_goal),
+        terminate_on_success=not args.keep_tail, device=str(device), start=state and state["learner"],
+        eval_fn=eval_fn, eval_every=args.eval_every, log_dir=out, dataset=args.dataset)
+    final = eval_fn(learner, args.final_episodes)
+    (out / "final.json").write_text(json.dumps(
+        {"dataset": args.dataset, "preset": preset, "variant": args.variant, "from": args.from_run, "seed": seed,
+         "offline_steps": offline_steps, "online_steps": online_steps, "n_envs": args.n_envs, "steps": learner.steps,
+         "env_steps": source.rounds * args.n_envs, "config": online_config(config).to_dict(), **final}, indent=2))
     print(f"success rate over {args.final_episodes} episodes: {final['success_rate']:.2f}" +
           (f", normalised score {final['normalized_score']:.1f}" if "normalized_score" in final else ""))
     return final
 
 
 def make_data(args: argparse.Namespace) -> None:
-    """Write one of the kit's datasets: PointMaze (umaze, medium) or a recorded AntMaze (antmaze-umaze, ...)."""
+    """Write one of the kit's datasets: PointMaze (umaze, medium) or AntMaze (antmaze-umaze, -medium, -large)."""
+    import time
+
     from iqlkit import antmaze, datagen
 
+    start = time.time()
     if args.task.startswith("antmaze-"):
-        ds = antmaze.record(args.task.removeprefix("antmaze-"), n_steps=args.data_steps, seed=args.seed)
+        maze, mode = args.task.removeprefix("antmaze-"), args.mode or "play"
+        if mode == "random":
+            ds = antmaze.record(antmaze.eval_name(maze, "play"), n_steps=args.data_steps or 200_000, seed=args.seed)
+        else:
+            ds = antmaze.generate(maze, mode, n_steps=args.data_steps or 1_000_000, seed=args.seed,
+                                  workers=args.workers)
     else:
-        ds = datagen.pointmaze(args.task, args.mode, n_steps=args.data_steps, seed=args.seed)
-    print(f"wrote {ds.total_episodes} episodes, {ds.total_steps:,} steps")
+        ds = datagen.pointmaze(args.task, args.mode or "stitch", n_steps=args.data_steps or 200_000, seed=args.seed)
+    print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps:,} steps in {time.time() - start:.0f} s")
+
+
+def controller_train(args: argparse.Namespace) -> None:
+    """Train the AntMaze ant controller with SAC (resumable); write its weights and how they were made."""
+    from iqlkit.controller import train
+
+    path = train(args.out, steps=args.steps, seed=args.seed, n_envs=args.n_envs, hidden=tuple(args.hidden))
+    print(f"wrote {path} and {path.with_suffix('.json')}; check it with: python -m iqlkit controller check "
+          f"--weights {path}")
+
+
+def controller_check(args: argparse.Namespace) -> None:
+    """Print the controller's acceptance figures (and with --save store them in the JSON beside the weights)."""
+    from iqlkit.antmaze import check_controller
+    from iqlkit.controller import report
+
+    figures = check_controller(args.weights, episodes=args.episodes, workers=args.workers, seed=args.seed)
+    print(report(figures))
+    if args.save:
+        meta = Path(args.weights).with_suffix(".json")
+        info = json.loads(meta.read_text()) if meta.exists() else {}
+        meta.write_text(json.dumps({**info, "acceptance": figures}, indent=2) + "\n")
+        print(f"wrote the figures into {meta}")
 
 
 def sweep(args: argparse.Namespace) -> None:
@@ -126,7 +260,7 @@ def bench(args: argparse.Namespace) -> None:
     from iqlkit.bench import run
 
     run(args.device, args.steps, tuple(args.hidden), args.batch_size, args.seeds, compile=args.compile,
-        eval_episodes=args.eval_episodes, eval_envs=args.eval_envs)
+        eval_episodes=args.eval_episodes, eval_envs=args.eval_envs, tf32=args.tf32)
 
 
 def assign_release(args: argparse.Namespace) -> None:
@@ -157,19 +291,20 @@ def parser() -> argparse.ArgumentParser:
                         "D4RL/antmaze/umaze-v1 after `minari download D4RL/antmaze/umaze-v1`")
     common.add_argument("--preset", choices=["antmaze", "locomotion", "kitchen", "adroit", "pointmaze"],
                         help="hyperparameters (default: from the dataset id)")
-    common.add_argument("--steps", type=int,
+    common.add_argument("--steps", type=positive_int,
                         help="gradient updates (default: the preset's max_steps; authors: 1,000,000)")
     common.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     common.add_argument("--out", default="runs", help="output folder")
-    common.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation during training")
-    common.add_argument("--eval-envs", type=int, default=10, help="environments stepped together")
+    common.add_argument("--eval-episodes", type=positive_int, default=20,
+                        help="episodes per evaluation during training")
+    common.add_argument("--eval-envs", type=positive_int, default=10, help="environments stepped together")
     common.add_argument("--vector", choices=["sync", "async"], default="sync", help="async: one process per env")
     common.add_argument("--no-goal", action="store_true", help="drop desired_goal from dict observations")
     common.add_argument("--keep-tail", action="store_true",
                         help="keep the raw continuing data (default: terminal at the first success, tail dropped)")
     common.add_argument("--minari-eval", action="store_true",
                         help="AntMaze: evaluate in Minari's own eval env (its umaze maze is flipped: Minari #304)")
-    common.add_argument("--data-steps", type=int, default=200_000, help="size of a generated built-in dataset")
+    common.add_argument("--data-steps", type=positive_int, default=200_000, help="size of a generated built-in dataset")
     t = sub.add_parser("train", parents=[common],
                        help="train IQL on a Minari dataset (default: the kit's stitching PointMaze)",
                        description="Train IQL on a local Minari dataset and report the success rate. With no "
@@ -178,12 +313,35 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--tau", type=float, help="override the preset's expectile")
     t.add_argument("--beta", type=float, help="override the preset's AWR inverse temperature")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--eval-every", type=int, default=5_000)
-    t.add_argument("--final-episodes", type=int, default=100, help="episodes of the final evaluation")
+    t.add_argument("--eval-every", type=positive_int, default=5_000)
+    t.add_argument("--final-episodes", type=positive_int, default=100, help="episodes of the final evaluation")
     t.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
                    help="the fast path (same updates; CUDA graphs on a GPU); default: on with CUDA, off on a CPU")
     t.add_argument("--compile", action="store_true", help="fast path: also torch.compile the loss functions")
+    t.add_argument("--tf32", action="store_true", help="CUDA: let float32 matmuls use TF32 (faster, ~1e-3 relative)")
     t.set_defaults(run=train)
+    f = sub.add_parser("finetune", parents=[common],
+                       help="offline IQL, then online fine-tuning (the paper's Section 5.3)",
+                       description="Offline IQL (from scratch, or from a `train` run folder with --from), then online "
+                                   "fine-tuning: the replay buffer starts with the offline data, every env step of the "
+                                   "policy (sampled actions) adds a transition and one update. Writes log.csv (with "
+                                   "online_share), checkpoint.pt, curves.png and final.json under --out; run it again "
+                                   "after an interruption and it resumes.")
+    f.add_argument("--offline-steps", type=positive_int, help="offline updates (default: the preset's max_steps)")
+    f.add_argument("--online-steps", type=positive_int,
+                   help="env steps after the switch, one update each (default: the preset's max_steps; authors: 1M)")
+    f.add_argument("--from", dest="from_run", metavar="RUN",
+                   help="a train run folder (runs/<dataset>/<run>): start from its checkpoint (config, seed, steps)")
+    f.add_argument("--variant", choices=["iql", "frozen-policy", "no-offline-data", "bc-awr"], default="iql",
+                   help="iql; frozen-policy (only V and Q learn online); no-offline-data (buffer emptied at the "
+                        "switch); bc-awr (AWAC-like: BC offline, then AWR against a Q of the current policy)")
+    f.add_argument("--n-envs", type=positive_int, default=1, help="envs stepped together, then as many updates")
+    f.add_argument("--tau", type=float, help="override the preset's expectile")
+    f.add_argument("--beta", type=float, help="override the preset's AWR inverse temperature")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--eval-every", type=positive_int, default=5_000)
+    f.add_argument("--final-episodes", type=positive_int, default=100, help="episodes of the final evaluation")
+    f.set_defaults(run=finetune)
     w = sub.add_parser("sweep", parents=[common], help="the reproducibility report's ablation (Table 3) on one dataset",
                        description="One hyperparameter at a time around the preset, every value x seed, trained in "
                                    "stacks where the shapes allow; resumable: run it again after an interruption. "
@@ -191,22 +349,45 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--axes", nargs="+", default=["tau", "beta", "dropout", "batch_size", "depth", "lr"],
                    help="hyperparameters to vary (default: all six of the report's Table 3)")
     w.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    w.add_argument("--n-evals", type=int, default=3, help="evaluations along each run (the last one is the score)")
-    w.add_argument("--max-agents", type=int, default=48, help="most agents trained in one stack")
+    w.add_argument("--n-evals", type=positive_int, default=3, help="evaluations along each run (the last one is the score)")
+    w.add_argument("--max-agents", type=positive_int, default=48, help="most agents trained in one stack")
     w.set_defaults(run=sweep, seed=0)
-    m = sub.add_parser("make-data", help="generate one of the kit's PointMaze datasets")
-    m.add_argument("--task", choices=["umaze", "medium", "antmaze-umaze", "antmaze-medium-play", "antmaze-large-play"],
-                   default="medium", help="PointMaze task, or an AntMaze maze to record (plumbing only)")
-    m.add_argument("--mode", choices=["navigate", "stitch"], default="stitch")
-    m.add_argument("--data-steps", type=int, default=200_000)
+    m = sub.add_parser("make-data", help="generate one of the kit's PointMaze or AntMaze datasets")
+    m.add_argument("--task", choices=["umaze", "medium", "antmaze-umaze", "antmaze-medium", "antmaze-large"],
+                   default="medium", help="PointMaze task, or an AntMaze maze")
+    m.add_argument("--mode", choices=["navigate", "stitch", "play", "diverse", "random"],
+                   help="PointMaze: navigate, stitch (default); AntMaze: play (default: marked start and goal "
+                        "cells), diverse (anywhere), both with the trained ant; random: noisy random actions, "
+                        "for plumbing tests only")
+    m.add_argument("--data-steps", type=positive_int,
+                   help="steps (default: 1,000,000 for AntMaze play/diverse, else 200,000)")
+    m.add_argument("--workers", type=int, help="AntMaze play/diverse: worker processes (default: one per core)")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(run=make_data)
+    c = sub.add_parser("controller", help="the ant controller that walks the kit's AntMaze data: train, check")
+    csub = c.add_subparsers(dest="action", required=True)
+    ct = csub.add_parser("train", help="SAC on Ant-v5 with commanded directions (resumable; needs "
+                                       "stable-baselines3: pip install 'iqlkit[controller]')")
+    ct.add_argument("--out", default="runs/controller", help="checkpoints, log.csv and the exported weights")
+    ct.add_argument("--steps", type=int, default=1_200_000, help="env steps (updates: steps / n-envs)")
+    ct.add_argument("--n-envs", type=int, default=4, help="envs stepped together per gradient step")
+    ct.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
+    ct.add_argument("--seed", type=int, default=0)
+    ct.set_defaults(run=controller_train)
+    cc = csub.add_parser("check", help="speed, falls and maze success of the controller (default: the shipped one)")
+    cc.add_argument("--weights", default=str(Path(__file__).parent / "recorded" / "ant_controller.npz"))
+    cc.add_argument("--episodes", type=int, default=100, help="episodes per figure")
+    cc.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    cc.add_argument("--seed", type=int, default=0)
+    cc.add_argument("--save", action="store_true", help="store the figures in the JSON beside the weights")
+    cc.set_defaults(run=controller_check)
     b = sub.add_parser("bench", help="updates/s of IQL on this machine (AntMaze-sized synthetic data)")
     b.add_argument("--device", default="auto")
-    b.add_argument("--steps", type=int, default=300, help="timed updates per path")
-    b.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
-    b.add_argument("--batch-size", type=int, default=256)
-    b.add_argument("--seeds", type=int, default=16, help="agents trained at once on the stacked path")
+    b.add_argument("--steps", type=positive_int, default=300, help="timed updates per path")
+    b.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 256])
+    b.add_argument("--batch-size", type=positive_int, default=256)
+    b.add_argument("--seeds", type=positive_int, default=16, help="agents trained at once (one IQL of S agents)")
+    b.add_argument("--tf32", action="store_true", help="CUDA: let float32 matmuls use TF32")
     b.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="add rows for the fast path with torch.compile (default: on CUDA only; minutes of compiling)")
     b.add_argument("--eval-episodes", type=int,
@@ -226,7 +407,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
     g.add_argument("--cell-timeout", type=float, help="seconds per cell (default: --timeout)")
     g.add_argument("--workers", type=int, default=2, help="notebooks run at once (default 2)")
-    g.add_argument("--memory-gb", type=float, default=8, help="address-space limit per notebook, 0 = none (default 8)")
+    g.add_argument("--memory-gb", type=float, default=8,
+                   help="memory per notebook, 0 = none (default 8): the whole notebook where cgroups can be written, "
+                        "else each process's address space")
     g.add_argument("--smoke", action="store_true", help="run the notebooks with IQLKIT_SMOKE=1 (short loops)")
     g.set_defaults(run=assign_autograde)
     return p
@@ -234,5 +417,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `python -m iqlkit`."""
+    from iqlkit.session import start
+
     args = parser().parse_args(argv)
+    start()  # one torch thread (IQLKIT_THREADS for more), the known-harmless warnings silenced
     args.run(args)

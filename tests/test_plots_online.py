@@ -73,3 +73,12 @@ def test_rollouts_figure_draws_every_path_with_its_start_and_end():
     assert len(right.get_lines()) == 6 and len(left.get_lines()) == 3
     assert right.get_title() == "after fine-tuning: 2 rollouts, success 0.50"
     assert left.get_title() == "at the switch: 1 rollout"
+
+
+def test_goal_rate_figure_draws_windows_at_their_centres_and_the_offline_rate():
+    rates = {"IQL": np.array([[0.0, 2.0, 4.0], [0.0, 4.0, 6.0]])}
+    fig = P.goal_rate_figure(rates, window=100, offline_rate=1.5)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    np.testing.assert_allclose(lines["IQL (mean of 2)"].get_xydata(), [[50, 0], [150, 3], [250, 5]])
+    np.testing.assert_allclose(lines["offline data: 1.50"].get_ydata(), [1.5, 1.5])
+    assert fig.axes[0].get_ylabel() == "goal reaches per 1,000 transitions"

@@ -115,3 +115,23 @@ def rollouts_figure(task: MazeTask, paths: dict[str, Sequence[np.ndarray]], succ
         ax.set_title(f"{name}: {len(runs)} rollout{'' if len(runs) == 1 else 's'}{note}", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def goal_rate_figure(rates: dict[str, np.ndarray], window: int, offline_rate: float) -> Figure:
+    """Goal-reaching transitions per 1,000 in successive windows of `window` online steps ([seeds, windows] per
+    label: thin lines per seed, thick mean), against the offline data's rate (dashed)."""
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for k, (name, per_seed) in enumerate(rates.items()):
+        color = plt.get_cmap("tab10")(k)
+        x = (np.arange(per_seed.shape[1]) + 0.5) * window
+        for seed_rates in per_seed:
+            ax.plot(x, seed_rates, color=color, lw=0.8, alpha=0.4)
+        ax.plot(x, per_seed.mean(0), color=color, lw=2.2, marker="o", ms=4, label=f"{name} (mean of {len(per_seed)})")
+    ax.axhline(offline_rate, color="black", ls="--", lw=1.2, label=f"offline data: {offline_rate:.2f}")
+    ax.set_xlabel("online steps since the switch (window centres)")
+    ax.set_ylabel("goal reaches per 1,000 transitions")
+    ax.set_title("How often the new data reaches the goal, against the offline data", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
