@@ -46,8 +46,21 @@ def test_cell_centres_match_the_env_and_marks_are_found():
     env.close()
     np.testing.assert_allclose(P.cell_xy(UMAZE, P.find_cell(UMAZE, "r")), [4.0, 4.0])
     np.testing.assert_allclose(P.cell_xy(UMAZE, P.find_cell(UMAZE, "g")), [4.0, -4.0])
-    assert P.walls(UMAZE).sum() == 16 + 2 and P.walls(UMAZE)[1, 3] == 0  # 'r' is floor
-    assert P.maze_layout("medium-diverse") is antmaze.EVAL_MAPS["medium"]
+    task = P.maze_task(UMAZE)
+    assert (task.start, task.goal, task.cell_size) == ((1, 3), (3, 3), antmaze.CELL)
+    assert task.walls().sum() == 16 + 2 and task.walls()[1, 3] == 0  # 'r' is floor
+    assert P.eval_task("medium-diverse") is antmaze.TASKS["medium"]
+
+
+def test_maps_without_one_start_and_one_goal_are_unmarked():
+    plain = [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 1, 1, 0, 1], [1, "c", "g", "g", 1], [1, 1, 1, 1, 1]]
+    assert P.marked(UMAZE) and not P.marked(plain) and not P.marked(antmaze.EVAL_MAPS["umaze"][:3])
+    walls = [[1] * 5, [1, 0, 0, 0, 1], [1, 1, 1, 0, 1], [1, 0, 0, 0, 1], [1] * 5]  # 'c' and 'g' are floor
+    np.testing.assert_array_equal(P.maze_task(plain).walls(), walls)
+    fig, ax = plt.subplots()
+    P.draw_map(ax, plain)
+    assert not ax.texts and not ax.get_legend_handles_labels()[0]
+    assert len([p for p in ax.patches if p.get_gid() == "wall"]) == 18
 
 
 def test_layouts_draw_every_cell_and_the_shortest_route():
@@ -56,13 +69,15 @@ def test_layouts_draw_every_cell_and_the_shortest_route():
     assert len(axes) == 3
     for ax, name, moves in zip(axes, ("umaze", "medium", "large"), (6, 10, 14)):
         layout = antmaze.EVAL_MAPS[name]
-        cells = [p for p in ax.patches if isinstance(p, Rectangle)]
-        assert len(cells) == len(layout) * len(layout[0])
-        dark = [p for p in cells if p.get_facecolor()[0] < 0.5]
-        assert len(dark) == P.walls(layout).sum()
+        dark = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_fill() and p.get_facecolor()[0] < 0.5]
+        assert len(dark) == sum(row.count(1) for row in layout)
         assert f"{moves} cell moves" in ax.get_title()
-        start = [ln for ln in ax.lines if ln.get_label() == "start 'r'"][0]
-        np.testing.assert_allclose(start.get_xydata()[0], P.cell_xy(layout, P.find_cell(layout, "r")))
+        (start,) = [p for p in ax.patches if p.get_label() == "start r"]
+        np.testing.assert_allclose(np.array(start.get_xy()) + start.get_width() / 2,
+                                   P.cell_xy(layout, P.find_cell(layout, "r")))
+        (goal,) = [p for p in ax.patches if p.get_label().startswith("goal g")]
+        np.testing.assert_allclose(goal.center, P.cell_xy(layout, P.find_cell(layout, "g")))
+    assert axes[0].get_legend() is not None
 
 
 def test_maze_figure_draws_paths_goals_and_cut_points():
@@ -84,7 +99,7 @@ def test_maze_figure_draws_paths_goals_and_cut_points():
 def test_dataset_maps_and_the_umaze_difference(recorded):
     data_map, eval_map = P.dataset_maps(recorded)
     assert eval_map == UMAZE
-    differ = P.walls(data_map) != P.walls(eval_map)
+    differ = P.maze_task(data_map).walls() != P.maze_task(eval_map).walls()
     assert sorted(map(tuple, np.argwhere(differ))) == [(2, 1), (2, 3)]  # Minari's umaze eval maze is rotated
     xy = np.array([[4.0, 0.0], [4.2, 0.3], [-4.0, 4.0]])
     fig = P.data_vs_eval_figure(data_map, eval_map, xy)
@@ -92,6 +107,8 @@ def test_dataset_maps_and_the_umaze_difference(recorded):
     for ax in fig.axes[:2]:
         assert len([p for p in ax.patches if p.get_hatch() == "//"]) == 2
     assert "3 visited" in fig.axes[0].get_title()
+    assert not P.marked(data_map) and not fig.axes[0].texts  # the data's maze has no fixed start and goal
+    assert sorted(t.get_text() for t in fig.axes[1].texts) == ["g", "r"]
     same = P.data_vs_eval_figure(eval_map, eval_map, xy)
     assert "the same walls" in same._suptitle.get_text()
     assert not [p for p in same.axes[0].patches if p.get_hatch()]
@@ -107,7 +124,7 @@ def test_dataset_paths_follow_the_episodes(recorded):
         np.testing.assert_allclose(path, ep.observations["achieved_goal"])
         np.testing.assert_allclose(goal, ep.observations["desired_goal"][0])
         rewards = np.asarray(ep.rewards)
-        assert first == (int(np.argmax(rewards > 0)) if rewards.any() else -1)
+        assert first == (np.flatnonzero(rewards > 0)[0] if rewards.any() else -1)
     assert len(P.dataset_paths(recorded, n=100)[0]) == recorded.total_episodes
 
 

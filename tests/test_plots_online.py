@@ -6,7 +6,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from iqlkit.plots import online as P  # noqa: E402
-from iqlkit.plots.pointmaze import cell_xy  # noqa: E402
 from iqlkit.pointmaze import TASKS  # noqa: E402
 
 UMAZE = TASKS["umaze"]
@@ -54,7 +53,7 @@ def test_online_share_figure_draws_the_measured_share_and_what_uniform_sampling_
 
 
 def test_visit_maps_show_the_share_of_points_per_cell_on_one_scale():
-    start, goal = cell_xy(UMAZE, UMAZE.start), cell_xy(UMAZE, UMAZE.goal)
+    start, goal = UMAZE.cell_xy([UMAZE.start, UMAZE.goal])
     groups = {"offline": np.array([start, start, goal, start]), "online": np.array([goal] * 3)}
     fig = P.visit_maps(UMAZE, groups)
     images = [ax.images[0] for ax in fig.axes if ax.images]

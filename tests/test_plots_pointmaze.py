@@ -5,7 +5,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
-from matplotlib.patches import Circle, Rectangle  # noqa: E402
 
 from iqlkit.data import Transitions  # noqa: E402
 from iqlkit.plots import pointmaze as P  # noqa: E402
@@ -30,15 +29,7 @@ def transitions(paths: list[np.ndarray]) -> Transitions:
 
 
 def centre(cell):
-    return P.cell_xy(UMAZE, cell)
-
-
-def test_cells_and_points_convert_both_ways():
-    np.testing.assert_allclose(centre(UMAZE.start), [-1.0, -1.0])
-    np.testing.assert_allclose(centre(UMAZE.goal), [-1.0, 1.0])
-    free = UMAZE.free_cells()
-    points = np.array([centre(c) for c in free]) + 0.4  # still inside each cell (cells are 1 wide)
-    assert [tuple(c) for c in P.xy_cells(UMAZE, points)] == free
+    return UMAZE.cell_xy(cell)
 
 
 def test_episode_paths_return_each_episode_with_its_last_next_position():
@@ -58,20 +49,6 @@ def test_episode_spans_count_cell_moves_to_the_farthest_cell_visited():
     out_and_back = np.array([centre((3, 1)), centre((3, 2)), centre((3, 3)), centre((3, 2))])  # farthest: 2 moves
     corner = np.array([centre((1, 3)), centre((2, 3)), centre((3, 3)), centre((3, 2))])  # 3 moves
     np.testing.assert_array_equal(P.episode_spans(transitions([stay, one, out_and_back, corner]), UMAZE), [0, 1, 2, 3])
-
-
-def test_draw_maze_draws_every_wall_the_start_and_the_goal_radius():
-    fig, ax = plt.subplots()
-    P.draw_maze(ax, UMAZE)
-    walls = [p for p in ax.patches if p.get_label() == "wall"]
-    assert len(walls) == sum(map(sum, UMAZE.maze_map))
-    assert all(isinstance(w, Rectangle) and w.get_width() == 1.0 for w in walls)
-    (goal,) = [p for p in ax.patches if p.get_label() == "G"]
-    assert isinstance(goal, Circle) and goal.get_radius() == P.GOAL_RADIUS
-    np.testing.assert_allclose(goal.center, centre(UMAZE.goal))
-    (start,) = [p for p in ax.patches if p.get_label() == "S"]
-    np.testing.assert_allclose(np.array(start.get_xy()) + start.get_width() / 2, centre(UMAZE.start))
-    assert ax.get_xlim() == (-2.5, 2.5) and ax.get_ylim() == (-2.5, 2.5)
 
 
 def test_maze_hops_figure_shows_distances_paths_and_span_counts():
@@ -104,7 +81,7 @@ def test_value_maps_share_one_colour_scale_and_leave_walls_out():
     np.testing.assert_allclose(shown.filled(np.nan), grids[1][2])
     assert shown.mask.sum() == np.isnan(grids[1][2]).sum() > 0
     assert img1.get_extent() == pytest.approx([-2.5, 2.5, -2.5, 2.5])
-    assert len([p for p in first.patches if p.get_label() == "wall"]) == sum(map(sum, UMAZE.maze_map))
+    assert len([p for p in first.patches if p.get_gid() == "wall"]) == UMAZE.walls().sum()
     assert P.value_maps(UMAZE, grids[:1], ["x"], vlim=(-5, 5)).axes[0].get_images()[0].norm.vmax == 5
     with pytest.raises(ValueError):
         P.value_maps(UMAZE, grids, ["only one title"])

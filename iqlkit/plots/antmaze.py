@@ -9,73 +9,63 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle, Rectangle
 
-from iqlkit.antmaze import EVAL_MAPS, G, PAPER_SCORES, R, make_eval_env
+from iqlkit.antmaze import CELL, PAPER_SCORES, TASKS, G, R, make_eval_env
 from iqlkit.data import flatten_observations
-from iqlkit.pointmaze import bfs_distances
+from iqlkit.maze import MazeTask, first_success
+from iqlkit.plots.maze import cell_square, draw_maze
 
-CELL = 4.0  # AntMaze's maze_size_scaling: one maze cell is 4 x 4 in world coordinates
-GOAL_RADIUS = 0.45  # success: the ant's x-y within 0.45 of the goal
-WALL_COLOR, FLOOR_COLOR = "0.25", "0.96"
-
-
-def maze_layout(name: str) -> list[list]:
-    """The evaluation map of a maze or dataset name ('umaze', 'medium-play', ...): 1 = wall, 'r' start, 'g' goal."""
-    return EVAL_MAPS[name.split("-")[0]]
+MARKS = (R, G)  # the letters of the start and goal: gymnasium-robotics' marks 'r' and 'g', as notebook 06 names them
 
 
-def cell_xy(maze_map: Sequence[Sequence], cell: tuple[int, int]) -> np.ndarray:
-    """World x-y of a (row, col) cell centre: x = (col + 1/2) 4 - 4 n_cols / 2, y = 4 n_rows / 2 - (row + 1/2) 4."""
-    rows, cols = len(maze_map), len(maze_map[0])
-    return np.array([(cell[1] + 0.5) * CELL - cols * CELL / 2, rows * CELL / 2 - (cell[0] + 0.5) * CELL])
+def eval_task(name: str) -> MazeTask:
+    """D4RL's evaluation task of a maze or dataset name ('umaze', 'medium-play', ...): iqlkit.antmaze.TASKS."""
+    return TASKS[name.split("-")[0]]
 
 
 def find_cell(maze_map: Sequence[Sequence], mark: str) -> tuple[int, int]:
-    """(row, col) of the cell marked `mark` ('r' or 'g')."""
+    """(row, col) of the first cell marked `mark` ('r' or 'g')."""
     return next((i, j) for i, row in enumerate(maze_map) for j, c in enumerate(row) if c == mark)
 
 
-def draw_maze(ax: Axes, maze_map: Sequence[Sequence]) -> None:
-    """Walls and floor cells (4 x 4 each); the start 'r' (triangle) and goal 'g' (star, success radius) if marked."""
-    for i, row in enumerate(maze_map):
-        for j, c in enumerate(row):
-            x, y = cell_xy(maze_map, (i, j))
-            ax.add_patch(Rectangle((x - CELL / 2, y - CELL / 2), CELL, CELL, ec="0.8", lw=0.5,
-                                   fc=WALL_COLOR if c == 1 else FLOOR_COLOR))
-    marks = {c for row in maze_map for c in row}
-    if R in marks:
-        ax.plot(*cell_xy(maze_map, find_cell(maze_map, R)), "^", color="tab:green", ms=12, mec="black",
-                label="start 'r'", zorder=5)
-    if G in marks:
-        goal = cell_xy(maze_map, find_cell(maze_map, G))
-        ax.plot(*goal, "*", color="tab:red", ms=16, mec="black", label="goal 'g'", zorder=5)
-        ax.add_patch(Circle(goal, GOAL_RADIUS, fill=False, ec="tab:red", lw=1.5, zorder=5))
-    rows, cols = len(maze_map), len(maze_map[0])
-    ax.set_xlim(-cols * CELL / 2, cols * CELL / 2)
-    ax.set_ylim(-rows * CELL / 2, rows * CELL / 2)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
+def maze_task(maze_map: Sequence[Sequence]) -> MazeTask:
+    """A gymnasium-robotics AntMaze map (1 = wall; 0, 'r', 'g', 'c' = floor) as a MazeTask of 4 x 4 cells; a map
+    without exactly one 'r' and one 'g' (a data map) has no fixed start and goal: its first floor cell is both."""
+    if marked(maze_map):
+        return MazeTask.from_marked("", maze_map, CELL)
+    plain = tuple(tuple(int(c == 1) for c in row) for row in maze_map)
+    floor = find_cell(plain, 0)
+    return MazeTask("", plain, floor, floor, CELL)
 
 
-def walls(maze_map: Sequence[Sequence]) -> np.ndarray:
-    """1 where the map has a wall, 0 on floor cells (marked 'r' / 'g' ones included)."""
-    return np.array([[int(c == 1) for c in row] for row in maze_map])
+def marked(maze_map: Sequence[Sequence]) -> bool:
+    """Whether a map marks exactly one start 'r' and one goal 'g' cell (an evaluation map)."""
+    cells = [c for row in maze_map for c in row]
+    return cells.count(R) == 1 and cells.count(G) == 1
+
+
+def cell_xy(maze_map: Sequence[Sequence], cell: tuple[int, int]) -> np.ndarray:
+    """World x-y of a (row, col) cell centre of a raw map (MazeTask.cell_xy, cells of 4 x 4)."""
+    return maze_task(maze_map).cell_xy(cell)
+
+
+def draw_map(ax: Axes, maze_map: Sequence[Sequence]) -> None:
+    """plots.maze.draw_maze of a raw map: its start 'r' and goal 'g' marked if it has them."""
+    draw_maze(ax, maze_task(maze_map), MARKS if marked(maze_map) else None)
 
 
 def layouts_figure(names: Sequence[str] = ("umaze", "medium", "large")) -> Figure:
     """The evaluation mazes side by side, drawn to the same scale (cells of 4 x 4)."""
-    widths = [len(maze_layout(n)[0]) for n in names]
-    height = max(len(maze_layout(n)) for n in names)
+    widths = [eval_task(n).shape[1] for n in names]
+    height = max(eval_task(n).shape[0] for n in names)
     fig, axes = plt.subplots(1, len(names), figsize=(0.45 * sum(widths) + 1.2 * len(names), 0.45 * height + 1.4),
                              squeeze=False, gridspec_kw={"width_ratios": widths})
     for ax, name in zip(axes[0], names):
-        maze_map = maze_layout(name)
-        draw_maze(ax, maze_map)
-        moves = bfs_distances(walls(maze_map).tolist(), find_cell(maze_map, G))[find_cell(maze_map, R)]
-        ax.set_title(f"{name}: {len(maze_map)} x {len(maze_map[0])} cells,\n'r' to 'g': {moves} cell moves "
-                     f"({moves * CELL:g} units)", fontsize=10)
+        task = eval_task(name)
+        draw_maze(ax, task, MARKS)
+        moves = task.distances()[task.start]
+        ax.set_title(f"{name}: {task.shape[0]} x {task.shape[1]} cells,\n'r' to 'g': {moves} cell moves "
+                     f"({moves * task.cell_size:g} units)", fontsize=10)
     axes[0][0].legend(loc="lower left", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     return fig
@@ -89,8 +79,7 @@ def dataset_paths(dataset, n: int, seed: int = 0) -> tuple[list[np.ndarray], np.
     ids = np.sort(np.random.default_rng(seed).choice(dataset.total_episodes, min(n, dataset.total_episodes),
                                                      replace=False))
     episodes = list(dataset.iterate_episodes(episode_indices=ids.tolist()))
-    firsts = [int(np.argmax(np.asarray(ep.rewards) > 0)) if np.any(np.asarray(ep.rewards) > 0) else -1
-              for ep in episodes]
+    firsts = [first_success(ep.rewards) for ep in episodes]
     return ([np.asarray(ep.observations["achieved_goal"]) for ep in episodes],
             np.array([ep.observations["desired_goal"][0] for ep in episodes]), np.array(firsts))
 
@@ -118,7 +107,7 @@ def maze_figure(maze_map: Sequence[Sequence], paths: Sequence[np.ndarray] = (), 
                 firsts: Sequence[int] | None = None, labels: Sequence[str] | None = None, title: str = "") -> Figure:
     """One maze with x-y paths: dot = first point, X = the path's goal, square = its first success (firsts[k] >= 0)."""
     fig, ax = plt.subplots(figsize=(5.4, 5.4))
-    draw_maze(ax, maze_map)
+    draw_map(ax, maze_map)
     colors = plt.get_cmap("tab10")
     for k, path in enumerate(paths):
         ax.plot(path[:, 0], path[:, 1], color=colors(k % 10), lw=1.2, label=None if labels is None else labels[k])
@@ -147,15 +136,14 @@ def dataset_maps(dataset) -> tuple[list[list], list[list]]:
 
 def data_vs_eval_figure(data_map: Sequence[Sequence], eval_map: Sequence[Sequence], xy: np.ndarray) -> Figure:
     """The maze the data was recorded in (with the visited x-y) next to the evaluation maze; differing walls hatched."""
-    differ = walls(data_map) != walls(eval_map)
+    differ = maze_task(data_map).walls() != maze_task(eval_map).walls()
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
     for ax, maze_map, title in ((axes[0], data_map, f"the data's maze: {len(xy):,} visited x-y"),
                                 (axes[1], eval_map, "Minari's evaluation maze ('r' to 'g')")):
-        draw_maze(ax, maze_map)
-        for k, (i, j) in enumerate(np.argwhere(differ)):
-            x, y = cell_xy(maze_map, (i, j))
-            ax.add_patch(Rectangle((x - CELL / 2, y - CELL / 2), CELL, CELL, fill=False, hatch="//", ec="tab:orange",
-                                   lw=1.5, zorder=6, label="walls differ" if k == 0 else None))
+        draw_map(ax, maze_map)
+        for k, cell in enumerate(np.argwhere(differ)):
+            ax.add_patch(cell_square(maze_task(maze_map), cell, fill=False, hatch="//", ec="tab:orange", lw=1.5,
+                                     zorder=6, label="walls differ" if k == 0 else None))
         ax.set_title(title, fontsize=10)
     axes[0].hist2d(xy[:, 0], xy[:, 1], bins=60, cmap="viridis", cmin=1, zorder=4, alpha=0.85)
     verdict = "the same walls" if not differ.any() else f"{int(differ.sum())} cells differ (hatched)"
@@ -173,7 +161,7 @@ def render_views(name: str, seed: int = 0, size: int = 360) -> dict[str, np.ndar
     """
     env = make_eval_env(name, render_mode="rgb_array", width=size, height=size)
     renderer = env.unwrapped.ant_env.mujoco_renderer
-    extent = CELL * max(len(maze_layout(name)), len(maze_layout(name)[0]))  # the maze's larger side
+    extent = CELL * max(eval_task(name).shape)  # the maze's larger side
     renderer.default_cam_config = {"type": 0, "trackbodyid": -1, "lookat": np.array([0.0, -0.05 * extent, 0.0]),
                                    "distance": 1.3 * extent, "elevation": -60.0, "azimuth": 90.0}
     try:

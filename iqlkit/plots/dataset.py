@@ -5,14 +5,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from iqlkit.maze import first_success
+
 
 def episode_table(dataset) -> dict[str, np.ndarray]:
     """Per-episode length, return, terminated, truncated and first-success step (-1: none) of a Minari dataset."""
     rows = []
     for ep in dataset.iterate_episodes():
         rewards = np.asarray(ep.rewards, dtype=float)
-        first = int(np.argmax(rewards > 0)) if np.any(rewards > 0) else -1
-        rows.append((len(rewards), rewards.sum(), bool(np.any(ep.terminations)), bool(np.any(ep.truncations)), first))
+        rows.append((len(rewards), rewards.sum(), bool(np.any(ep.terminations)), bool(np.any(ep.truncations)),
+                     first_success(rewards)))
     length, ret, term, trunc, first = (np.array(c) for c in zip(*rows))
     return {"length": length, "return": ret, "terminated": term, "truncated": trunc, "first_success": first}
 

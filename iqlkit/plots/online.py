@@ -9,8 +9,8 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from iqlkit.plots.pointmaze import CMAP, draw_maze, xy_cells
-from iqlkit.pointmaze import MazeTask
+from iqlkit.maze import MazeTask
+from iqlkit.plots.maze import CMAP, draw_maze, maze_extent
 
 
 def _by_seed(runs: Sequence[Sequence[dict]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -76,21 +76,19 @@ def online_share_figure(curves: dict[str, Sequence[Sequence[dict]]], switch: int
 
 def visit_maps(task: MazeTask, groups: dict[str, np.ndarray], title: str = "") -> Figure:
     """One panel per group of x-y points [n, 2]: the share of its points in each maze cell (log colours, one scale)."""
-    rows, cols = task.shape
     shares = []
     for xy in groups.values():
-        cells = xy_cells(task, xy)
-        counts = np.zeros((rows, cols))
+        cells = task.xy_cell(xy)
+        counts = np.zeros(task.shape)
         np.add.at(counts, (cells[:, 0], cells[:, 1]), 1)
         share = counts / max(len(xy), 1)
         shares.append(np.where(task.walls() == 1, np.nan, np.where(share > 0, share, np.nan)))
     finite = np.concatenate([s[np.isfinite(s)] for s in shares])
     norm = LogNorm(finite.min(), max(finite.max(), finite.min() * 1.01)) if finite.size else LogNorm(1e-3, 1)
-    half_w, half_h = cols * task.cell_size / 2, rows * task.cell_size / 2
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups) + 1, 4.4), squeeze=False, layout="constrained")
     image = None
     for ax, (name, xy), share in zip(axes[0], groups.items(), shares):
-        image = ax.imshow(share, extent=(-half_w, half_w, -half_h, half_h), origin="upper", norm=norm,
+        image = ax.imshow(share, extent=maze_extent(task), origin="upper", norm=norm,
                           cmap=plt.get_cmap(CMAP).with_extremes(bad="white"), interpolation="nearest")
         draw_maze(ax, task)
         ax.set_title(f"{name}\n({len(xy):,} transitions)", fontsize=10)

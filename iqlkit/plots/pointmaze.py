@@ -3,41 +3,16 @@ on one colour scale, success rates per method (bars = mean over seeds, dots = se
 mean Q and V over training (clipped double Q on vs off)."""
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle, Rectangle
 
 from iqlkit.data import Transitions
-from iqlkit.pointmaze import MazeTask, bfs_distances, make_env
-
-WALL_COLOR = "0.25"
-CMAP = "viridis"
-GOAL_RADIUS = 0.45  # success: within 0.45 of the goal (the env's and the dataset's reward)
-
-
-@lru_cache(maxsize=None)
-def _maze(task: MazeTask):
-    """The gymnasium-robotics Maze of the task (cell <-> x-y conversions, cell size)."""
-    return make_env(task).unwrapped.maze
-
-
-def cell_xy(task: MazeTask, cell: tuple[int, int]) -> np.ndarray:
-    """x-y centre of a (row, col) cell."""
-    return np.asarray(_maze(task).cell_rowcol_to_xy(np.array(cell)), dtype=float)
-
-
-def xy_cells(task: MazeTask, xy: np.ndarray) -> np.ndarray:
-    """(row, col) of the cells holding the points xy [N, 2]: floor((y_c - y) / size), floor((x + x_c) / size)."""
-    maze, xy = _maze(task), np.asarray(xy, dtype=float).reshape(-1, 2)
-    rows = np.floor((maze.y_map_center - xy[:, 1]) / maze.maze_size_scaling)
-    cols = np.floor((xy[:, 0] + maze.x_map_center) / maze.maze_size_scaling)
-    return np.stack([rows, cols], 1).astype(int)
+from iqlkit.maze import MazeTask
+from iqlkit.plots.maze import CMAP, WALL_COLOR, draw_maze
 
 
 def episode_paths(data: Transitions, n: int, seed: int = 0) -> list[np.ndarray]:
@@ -52,47 +27,24 @@ def episode_spans(data: Transitions, task: MazeTask) -> np.ndarray:
     """Per episode: shortest-path cell moves (BFS) from the cell it starts in to the farthest cell it visits."""
     free = task.free_cells()
     index = {c: k for k, c in enumerate(free)}
-    moves = np.array([[bfs_distances(task.maze_map, a)[b] for b in free] for a in free])  # [cell, cell]
-    cells = np.array([index[tuple(c)] for c in xy_cells(task, data.next_observations[:, :2].cpu().numpy())])
+    moves = np.array([[dist[b] for b in free] for dist in map(task.distances, free)])  # [cell, cell]
+    cells = np.array([index[tuple(c)] for c in task.xy_cell(data.next_observations[:, :2].cpu().numpy())])
     ids = data.episode_ids().long().cpu().numpy()
     begins = np.r_[0, np.flatnonzero(np.diff(ids)) + 1]  # first step of each episode
-    starts = np.array([index[tuple(c)] for c in xy_cells(task, data.observations[begins, :2].cpu().numpy())])
+    starts = np.array([index[tuple(c)] for c in task.xy_cell(data.observations[begins, :2].cpu().numpy())])
     spans = np.zeros(len(starts), dtype=int)
     np.maximum.at(spans, ids, moves[starts[ids], cells])
     return spans
 
 
-def draw_maze(ax: Axes, task: MazeTask) -> None:
-    """Walls as dark squares, the evaluation start S (red square) and goal G (magenta circle of the success radius)."""
-    size = _maze(task).maze_size_scaling
-    for i, row in enumerate(task.maze_map):
-        for j, c in enumerate(row):
-            if c == 1:
-                x, y = cell_xy(task, (i, j))
-                ax.add_patch(Rectangle((x - size / 2, y - size / 2), size, size, color=WALL_COLOR, label="wall"))
-    (sx, sy), (gx, gy) = cell_xy(task, task.start), cell_xy(task, task.goal)
-    ax.add_patch(Rectangle((sx - 0.4 * size, sy - 0.4 * size), 0.8 * size, 0.8 * size, fill=False, ec="tab:red", lw=2,
-                           label="S"))
-    ax.add_patch(Circle((gx, gy), GOAL_RADIUS, fill=False, ec="magenta", lw=2.5, label="G"))
-    for (x, y), letter in (((sx, sy), "S"), ((gx, gy), "G")):
-        ax.text(x, y, letter, ha="center", va="center", fontweight="bold", fontsize=9,
-                bbox=dict(boxstyle="square,pad=0.15", fc="white", ec="none", alpha=0.8))
-    rows, cols = len(task.maze_map), len(task.maze_map[0])
-    ax.set_xlim(-cols * size / 2, cols * size / 2)
-    ax.set_ylim(-rows * size / 2, rows * size / 2)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-
-
 def maze_hops_figure(task: MazeTask, paths: Sequence[np.ndarray], spans: np.ndarray) -> Figure:
     """Three panels: cell moves to G (BFS) per free cell, a few of the data's episodes, and the episodes' spans."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1, 1, 1.15]})
-    dist = bfs_distances(task.maze_map, task.goal)
+    dist = task.distances()
     draw_maze(axes[0], task)
     for cell, d in dist.items():
         if cell not in (task.start, task.goal):
-            axes[0].text(*cell_xy(task, cell), str(d), ha="center", va="center", fontsize=9, color="0.3")
+            axes[0].text(*task.cell_xy(cell), str(d), ha="center", va="center", fontsize=9, color="0.3")
     axes[0].set_title(f"{task.name} maze: S -> G takes {dist[task.start]} cell moves\n(numbers: moves to G)",
                       fontsize=10)
     draw_maze(axes[1], task)
@@ -136,8 +88,8 @@ def value_maps(task: MazeTask, grids: Sequence[tuple[np.ndarray, np.ndarray, np.
 
 def distance_grid(task: MazeTask) -> np.ndarray:
     """Shortest-path cell moves to the goal for every cell [rows, cols] (BFS), NaN in walls."""
-    grid = np.full((len(task.maze_map), len(task.maze_map[0])), np.nan)
-    for (i, j), d in bfs_distances(task.maze_map, task.goal).items():
+    grid = np.full(task.shape, np.nan)
+    for (i, j), d in task.distances().items():
         grid[i, j] = d
     return grid
 
