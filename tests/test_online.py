@@ -14,7 +14,8 @@ from iqlkit.data import Transitions, flatten_observations, prepare
 from iqlkit.evaluate import evaluate
 from iqlkit.iql import IQL, IQLConfig
 from iqlkit.maze import MazeTask
-from iqlkit.online import VARIANTS, AWACLike, OnlineSource, ReplayBuffer, finetune, online_config
+from iqlkit.online import (VARIANTS, AWACLike, OnlineSource, ReplayBuffer, by_seed, finetune, goal_rates, joined,
+                           largest_drop, online_config, series, values_at)
 from iqlkit.pointmaze import TASKS, make_env
 from iqlkit.train import fit_many
 
@@ -86,6 +87,29 @@ def test_the_offline_phase_draws_exactly_what_fit_many_does():
     source = OnlineSource(prepare(data, config), UMAZE, [3, 4], offline_steps=25, online_steps=10)
     source.advance(learner, 25)
     torch.testing.assert_close(weights(learner), weights(reference), rtol=0, atol=0)
+
+
+def tensors(state) -> list[torch.Tensor]:
+    """Every tensor of a nested state dict, in a fixed order."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for k in sorted(state, key=str) for t in tensors(state[k])]
+    if isinstance(state, (list, tuple)):
+        return [t for v in state for t in tensors(v)]
+    return []
+
+
+def test_fine_tuning_from_a_start_leaves_it_untouched_and_repeats_exactly():
+    data = random_data()
+    offline, _ = fit_many(data, CFG, seeds=[0, 1], steps=20, log_every=10, eval_every=20, progress=False)
+    start = offline.state_dict()
+    saved = [t.clone() for t in tensors(start)]
+    runs = [finetune(data, CFG, UMAZE, 20, 10, seeds=(0, 1), variant=variant, n_envs=2, start=start, log_every=10,
+                     eval_every=10, progress=False)[0] for variant in ("iql", "frozen-policy", "iql")]
+    for before, after in zip(saved, tensors(start), strict=True):  # Adam's moments and rates included
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+    torch.testing.assert_close(weights(runs[2]), weights(runs[0]), rtol=0, atol=0)
 
 
 # ---- rewards and terminals of new transitions -------------------------------------------------------------------
@@ -285,3 +309,69 @@ def test_fine_tuning_finds_the_goal_that_reward_free_offline_data_cannot_show():
                           eval_every=300, log_every=300, progress=False)
     offline, online = (next(r["success_rate"] for r in rows if r["step"] == s) for s in (300, 1500))
     assert offline <= 0.1 and online >= offline + 0.3, (offline, online)
+
+
+# ---- reading the runs ---------------------------------------------------------------------------------------------
+LOG = [{"step": 100, "seed": 0, "q_loss": 1.0}, {"step": 100, "seed": 1, "q_loss": 2.0},
+       {"step": 200, "seed": 0, "success_rate": 0.2}, {"step": 200, "seed": 1, "success_rate": 0.4},
+       {"step": 300, "seed": 0, "success_rate": float("nan")}, {"step": 300, "seed": 1, "success_rate": 0.6},
+       {"step": 400, "seed": 0, "success_rate": 0.8}, {"step": 400, "seed": 1, "success_rate": 1.0}]
+
+
+def test_by_seed_series_and_values_at_read_the_evaluations_of_each_seed():
+    runs = by_seed(LOG, [1, 0])
+    assert [r["q_loss"] for r in runs[0] if "q_loss" in r] == [2.0]  # seed 1 first, as asked
+    assert by_seed([{"step": 5, "q_loss": 1.0}], [3, 4]) == [[{"step": 5, "q_loss": 1.0}]] * 2  # one agent: no seed
+    steps, values = series(by_seed(LOG, [0, 1]), "success_rate")
+    np.testing.assert_array_equal(steps, [200, 400])  # seed 0's NaN row is skipped; cut to the shortest seed
+    np.testing.assert_allclose(values, [[0.2, 0.8], [0.4, 0.6]])
+    np.testing.assert_allclose(values_at(by_seed(LOG, [0, 1]), "success_rate", 400), [0.8, 1.0])
+    with pytest.raises(KeyError, match="no 'success_rate' at step 100"):
+        values_at(by_seed(LOG, [0, 1]), "success_rate", 100)
+
+
+def test_joined_puts_the_shared_offline_phase_in_front_of_a_run_that_started_at_the_switch():
+    offline = [{"step": s, "q_loss": 1.0} for s in (100, 200, 300, 400)]
+    tuned = [{"step": 300, "q_loss": 2.0}, {"step": 400, "q_loss": 2.0}]
+    assert [(r["step"], r["q_loss"]) for r in joined(tuned, offline, 200)] == [(100, 1), (200, 1), (300, 2), (400, 2)]
+    assert joined(offline, [{"step": 1}], 200) == offline  # a run with its own offline phase stays as it is
+
+
+def test_largest_drop_is_the_deepest_fall_from_an_earlier_point():
+    values = np.array([[0.2, 0.9, 0.5, 0.7, 0.1], [0.0, 0.3, 0.3, 1.0, 1.0], [0.6, 0.4, 0.8, 0.7, 0.9]])
+    np.testing.assert_allclose(largest_drop(values), [0.8, 0.0, 0.2])  # 0.9 -> 0.1; never falls; 0.6 -> 0.4
+    np.testing.assert_allclose(largest_drop([1.0, 0.0]), [1.0])  # one seed as a flat array
+
+
+def test_goal_rates_count_terminals_per_thousand_in_full_windows():
+    terminals = np.zeros(2500)
+    terminals[[10, 20, 1500]] = 1
+    np.testing.assert_allclose(goal_rates(terminals, 1000), [2.0, 1.0])  # the last 500 rows: no full window
+    with pytest.raises(ValueError, match="no full window"):
+        goal_rates(terminals[:10], 20)
+
+
+def test_maze_run_trains_offline_or_fine_tunes_from_the_switch_and_varies_the_evaluation_episodes(tmp_path,
+                                                                                                   monkeypatch):
+    from iqlkit import datagen, pointmaze
+    from iqlkit.online import learner_from_state, maze_run
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    dataset = datagen.pointmaze("umaze", "stitch", n_steps=600, seed=0).id
+    asked = []
+    monkeypatch.setattr(pointmaze, "success_rate", lambda act, task, n, seed: asked.append((task, n, seed)) or
+                        {"success_rate": 0.5})
+    run = partial(maze_run, dataset, CFG, "umaze", seeds=(0, 1), offline_steps=20, online_steps=20, eval_every=20,
+                  eval_episodes=3, log_every=10)
+    offline = run("offline")
+    assert offline["switch"]["steps"] == 20 and offline["end"]["steps"] == 40 and offline["online"] is None
+    assert sorted(asked) == [("umaze", 3, s) for s in (20, 40, 100_020, 100_040)]  # per seed, changing with the step
+    switch = learner_from_state(offline["switch"])
+    assert switch.steps == 20 and switch.seeds == [0, 1]
+    tuned = run("iql", n_envs=2, start=offline["switch"])
+    assert tuned["switch"] is offline["switch"] and tuned["end"]["steps"] == 40
+    assert [r["step"] for r in tuned["rows"]] == [30, 30, 40, 40]  # from the switch on
+    assert [len(o["xy"]) for o in tuned["online"]] == [20, 20] and tuned["online"][0]["xy"].shape[1] == 2
+    np.testing.assert_array_equal(tuned["online"][0]["terminal"], np.zeros(20))  # 20 random steps never reach G
+    obs = np.zeros((1, 6), dtype=np.float32)
+    assert not np.allclose(learner_from_state(tuned["end"]).act(obs), switch.act(obs))

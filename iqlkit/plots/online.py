@@ -1,5 +1,6 @@
 """Figures for offline-to-online fine-tuning (notebook 08): success over the offline and the online phase, the share of
-online rows in the batches, where the buffer's rows lie in the maze, and rollouts of a policy before and after."""
+online rows in the batches, where the buffer's rows lie in the maze, rollouts of a policy before and after, how often
+the new data reach the goal, and how far the success rate falls between evaluations."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -9,15 +10,9 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from iqlkit.maze import MazeTask
+from iqlkit.maze import GOAL_RADIUS, MazeTask
+from iqlkit.online import series
 from iqlkit.plots.maze import CMAP, draw_maze, maze_extent
-
-
-def _by_seed(runs: Sequence[Sequence[dict]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and values [seeds, points] of the rows that hold `key` (the evaluation rows for a score)."""
-    rows = [[r for r in run if key in r and np.isfinite(float(r[key]))] for run in runs]
-    steps = np.array([float(r["step"]) for r in rows[0]])
-    return steps, np.array([[float(r[key]) for r in run[:len(steps)]] for run in rows])
 
 
 def _phases(ax: plt.Axes, switch: int, right: float) -> None:
@@ -27,22 +22,28 @@ def _phases(ax: plt.Axes, switch: int, right: float) -> None:
     ax.set_xlim(0, right)
 
 
+def _color(colors: dict[str, str] | None, name: str, k: int):
+    """The label's colour from `colors`, else the k-th of tab10."""
+    return (colors or {}).get(name, plt.get_cmap("tab10")(k % 10))
+
+
 def phase_curves(curves: dict[str, Sequence[Sequence[dict]]], switch: int, key: str = "success_rate",
-                 title: str = "success over the offline and the online phase") -> Figure:
+                 title: str = "success over the offline and the online phase",
+                 colors: dict[str, str] | None = None) -> Figure:
     """Per label: a thin line per seed and a thick mean of `key` against update step; the offline phase shaded (after
-    the switch one update = one env step)."""
+    the switch one update = one env step); colors: label -> colour (default: tab10 in order)."""
     fig, ax = plt.subplots(figsize=(8, 4.4))
     right = 0.0
     for k, (name, runs) in enumerate(curves.items()):
-        color = plt.get_cmap("tab10")(k)
-        steps, values = _by_seed(runs, key)
+        color = _color(colors, name, k)
+        steps, values = series(runs, key)
         for seed_values in values:
             ax.plot(steps, seed_values, color=color, lw=0.8, alpha=0.4)
         ax.plot(steps, values.mean(0), color=color, lw=2.4, marker="o", ms=3.5, label=f"{name} (mean of {len(runs)})")
         right = max(right, steps.max())
     _phases(ax, switch, right)
     ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("update step (after the switch: also env steps per agent)")
+    ax.set_xlabel("update step (fine-tuning runs: one env step per update after the switch)")
     ax.set_ylabel(f"{key.replace('_', ' ')} (thin: seeds)")
     ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
@@ -51,14 +52,15 @@ def phase_curves(curves: dict[str, Sequence[Sequence[dict]]], switch: int, key: 
     return fig
 
 
-def online_share_figure(curves: dict[str, Sequence[Sequence[dict]]], switch: int, n_offline: int) -> Figure:
+def online_share_figure(curves: dict[str, Sequence[Sequence[dict]]], switch: int, n_offline: int,
+                        colors: dict[str, str] | None = None) -> Figure:
     """The measured share of online rows in the batches (mean over seeds, per log interval) against update step, and
     dashed the share uniform sampling implies with the offline data kept, t / (n_offline + t) after t env steps."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
     right = 0.0
     for k, (name, runs) in enumerate(curves.items()):
-        steps, share = _by_seed(runs, "online_share")
-        ax.plot(steps, share.mean(0), color=plt.get_cmap("tab10")(k), lw=2, label=f"{name}: measured")
+        steps, share = series(runs, "online_share")
+        ax.plot(steps, share.mean(0), color=_color(colors, name, k), lw=2, label=f"{name}: measured")
         right = max(right, steps.max())
     t = np.linspace(0, right - switch, 200)
     ax.plot(switch + t, t / (n_offline + t), color="black", ls=":", lw=1.5,
@@ -98,29 +100,39 @@ def visit_maps(task: MazeTask, groups: dict[str, np.ndarray], title: str = "") -
     return fig
 
 
-def rollouts_figure(task: MazeTask, paths: dict[str, Sequence[np.ndarray]], successes: dict[str, float] | None = None
-                    ) -> Figure:
-    """One panel per policy: its rollouts' x-y paths from S (dot: the start, x: the end), with its success rate."""
-    fig, axes = plt.subplots(1, len(paths), figsize=(4.2 * len(paths), 4.4), squeeze=False)
-    for ax, (name, runs) in zip(axes[0], paths.items()):
+def path_success(task: MazeTask, paths: Sequence[np.ndarray]) -> np.ndarray:
+    """Per x-y path: did it end within GOAL_RADIUS of the centre of the task's goal cell (the env's success)."""
+    goal = task.cell_xy(task.goal)
+    return np.array([np.linalg.norm(xy[-1] - goal) <= GOAL_RADIUS for xy in paths], dtype=bool)
+
+
+def rollouts_figure(task: MazeTask, paths: dict[str, Sequence[np.ndarray]], ncols: int | None = None) -> Figure:
+    """One panel per policy (rows of ncols, default all in one row): its rollouts' x-y paths from S (dot: the start,
+    x: the end), titled with how many reached G (path_success)."""
+    ncols = ncols or len(paths)
+    nrows = -(-len(paths) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(paths):]:
+        ax.set_visible(False)
+    for ax, (name, runs) in zip(axes.flat, paths.items()):
         draw_maze(ax, task)
         for k, xy in enumerate(runs):
             color = plt.get_cmap("tab10")(k % 10)
             ax.plot(xy[:, 0], xy[:, 1], color=color, lw=1.1, alpha=0.85)
             ax.plot(*xy[0], "o", color=color, ms=4)
             ax.plot(*xy[-1], "x", color=color, ms=7, mew=2)
-        note = f", success {successes[name]:.2f}" if successes and name in successes else ""
-        ax.set_title(f"{name}: {len(runs)} rollout{'' if len(runs) == 1 else 's'}{note}", fontsize=10)
+        ax.set_title(f"{name}\n{int(path_success(task, runs).sum())} of {len(runs)} rollouts reach G", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def goal_rate_figure(rates: dict[str, np.ndarray], window: int, offline_rate: float) -> Figure:
+def goal_rate_figure(rates: dict[str, np.ndarray], window: int, offline_rate: float,
+                     colors: dict[str, str] | None = None) -> Figure:
     """Goal-reaching transitions per 1,000 in successive windows of `window` online steps ([seeds, windows] per
     label: thin lines per seed, thick mean), against the offline data's rate (dashed)."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for k, (name, per_seed) in enumerate(rates.items()):
-        color = plt.get_cmap("tab10")(k)
+        color = _color(colors, name, k)
         x = (np.arange(per_seed.shape[1]) + 0.5) * window
         for seed_rates in per_seed:
             ax.plot(x, seed_rates, color=color, lw=0.8, alpha=0.4)
@@ -131,5 +143,24 @@ def goal_rate_figure(rates: dict[str, np.ndarray], window: int, offline_rate: fl
     ax.set_title("How often the new data reaches the goal, against the offline data", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def drops_figure(drops: dict[str, np.ndarray], title: str = "", colors: dict[str, str] | None = None) -> Figure:
+    """Per label: a bar at the mean over seeds of the largest fall of the success rate between two evaluations
+    (online.largest_drop), a dot per seed, the mean written above the bar."""
+    fig, ax = plt.subplots(figsize=(1.9 * len(drops) + 2, 4.2))
+    rng = np.random.default_rng(0)
+    for k, (name, per_seed) in enumerate(drops.items()):
+        per_seed = np.asarray(per_seed, dtype=float)
+        ax.bar(k, per_seed.mean(), color=_color(colors, name, k), alpha=0.6, width=0.6, label=name)
+        ax.plot(k + rng.uniform(-0.12, 0.12, len(per_seed)), per_seed, "o", color="black", ms=5)
+        ax.text(k, per_seed.mean() + 0.02, f"{per_seed.mean():.2f}", ha="center", va="bottom", fontsize=10)
+    ax.set_xticks(range(len(drops)), list(drops), fontsize=9)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("largest fall between two evaluations\n(bar: mean, dots: seeds)")
+    ax.set_title(title or "How far the success rate falls from an earlier evaluation", fontsize=11)
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
