@@ -51,6 +51,12 @@ def _kernel_pid(item: pytest.Item) -> int | None:
         return None
 
 
+def pytest_collection_modifyitems(items):
+    """The tests marked `long` first: on two xdist workers the longest test then runs beside the rest of the suite
+    instead of alone at its end."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: the rest keep their order
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
     """Before a notebook's kernel starts: point MINARI_DATASETS_PATH at an empty folder of its own, so that a

@@ -15,6 +15,7 @@ from iqlkit.assign.release import release
 
 from conftest import NOTEBOOK_LIMIT_S as LIMIT_S, check_time_limit  # the smoke-mode budget, shared with the notebooks
 
+pytestmark = pytest.mark.long  # every source, release and grading run: minutes of kernels
 SOURCE = Path(__file__).parents[1] / "assignments" / "source"
 SOURCES = sorted(SOURCE.glob("*.ipynb"))
 NAMES = [p.stem for p in SOURCES]
