@@ -95,3 +95,34 @@ def test_missing_dataset_names_the_download_command(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="minari download D4RL/antmaze/umaze-v1"):
         D.load_minari("D4RL/antmaze/umaze-v1")
+
+
+def test_bad_data_is_refused_with_the_field_the_step_and_the_episode():
+    obs, act, ends = np.zeros((7, 2)), np.zeros((7, 1)), np.array([0, 1, 0, 1, 0, 0, 1], dtype=float)
+    rewards = np.zeros(7)
+    rewards[5] = np.nan  # step 5: the third episode (episodes end at steps 1 and 3)
+    with pytest.raises(ValueError, match=r"rewards has 1 NaN or infinite values \(first at step 5, in episode 2\)"):
+        D.Transitions.from_arrays(obs, act, rewards, obs, np.zeros(7), ends)
+    obs_inf = obs.copy()
+    obs_inf[0, 1] = np.inf
+    with pytest.raises(ValueError, match="observations has 1 NaN or infinite values .first at step 0, in episode 0"):
+        D.Transitions.from_arrays(obs_inf, act, np.zeros(7), obs, np.zeros(7), ends)
+    with pytest.raises(ValueError, match="has no steps"):
+        D.Transitions.from_arrays(np.zeros((0, 2)), np.zeros((0, 1)), np.zeros(0), np.zeros((0, 2)), np.zeros(0))
+    wide = D.Transitions.from_arrays(obs, np.full((7, 1), 2.0), np.zeros(7), obs, np.zeros(7), ends)  # Pendulum's +-2
+    with pytest.raises(ValueError, match=r"actions reach 2, outside \[-1, 1\].*rescale"):
+        D.clip_actions(wide)
+
+
+def test_a_discrete_action_dataset_is_refused_by_name(tmp_path, monkeypatch):
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    episode = EpisodeBuffer(id=0, observations=np.zeros((4, 3)), actions=np.array([0, 1, 2]), rewards=[0.0] * 3,
+                            terminations=[False, False, True], truncations=[False] * 3)
+    minari.create_dataset_from_buffers("test/discrete/toy-v0", [episode], action_space=gym.spaces.Discrete(3),
+                                       observation_space=gym.spaces.Box(-1, 1, (3,), np.float64))
+    with pytest.raises(ValueError, match=r"needs continuous actions .*test/discrete/toy-v0 has Discrete\(3\)"):
+        D.load_minari("test/discrete/toy-v0")
