@@ -84,3 +84,115 @@ def test_umaze_evaluation_uses_the_data_maze_not_minaris_mirror():
     assert obs["achieved_goal"][1] < 0 < obs["desired_goal"][1]  # start bottom-left, goal top-left
     with pytest.raises(ValueError, match="minari download"):
         antmaze.eval_env_factory("D4RL/antmaze/umaze-v1", None, minari_eval=True)
+
+
+# What Minari's D4RL/antmaze/*-v1 datasets hold (written by minari.DataCollector with the generation script's
+# StepDataCallback): per episode, dict observations and infos with one entry per observation (the reset's first).
+MINARI_OBSERVATIONS = {"observation": 27, "achieved_goal": 2, "desired_goal": 2}
+MINARI_INFOS = {"success": ((), np.bool_), "qpos": ((15,), np.float64), "qvel": ((14,), np.float64),
+                "goal": ((2,), np.float64)}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
+        yield antmaze.generate("umaze", "play", n_steps=4400, seed=0, workers=2, ref_episodes=2)
+
+
+def test_generated_data_has_minaris_antmaze_schema_field_by_field(generated):
+    import gymnasium as gym
+
+    minaris_env = gym.make("AntMaze_UMaze-v4")  # the spaces Minari stores are its env's
+    assert generated.observation_space == minaris_env.observation_space
+    assert generated.action_space == minaris_env.action_space == gym.spaces.Box(-1, 1, (8,), np.float32)
+    episodes = list(generated.iterate_episodes())
+    assert [len(ep.rewards) for ep in episodes] == [700] * 6 + [200]  # time-outs at 700; 4,400 steps in all
+    for ep in episodes:
+        n = len(ep.rewards)
+        shapes = {k: (n + 1, d) for k, d in MINARI_OBSERVATIONS.items()}
+        assert {k: v.shape for k, v in ep.observations.items()} == shapes
+        assert all(v.dtype == np.float64 for v in ep.observations.values())
+        assert ep.actions.shape == (n, 8) and ep.actions.dtype == np.float32 and np.abs(ep.actions).max() <= 1
+        assert not ep.terminations.any() and ep.truncations[-1] and not ep.truncations[:-1].any()
+        assert {k: (v.shape[1:], v.dtype) for k, v in ep.infos.items()} == MINARI_INFOS
+        assert all(len(v) == n + 1 for v in ep.infos.values())
+        np.testing.assert_array_equal(ep.infos["qpos"][:, :2], ep.observations["achieved_goal"])
+        np.testing.assert_array_equal(ep.infos["qvel"], ep.observations["observation"][:, 13:])
+        dist = np.linalg.norm(ep.observations["achieved_goal"] - ep.observations["desired_goal"], axis=1)
+        np.testing.assert_array_equal(ep.infos["success"], dist <= 0.45)  # reward 1 within 0.45 of the goal
+        np.testing.assert_array_equal(ep.rewards, (dist[1:] <= 0.45).astype(float))
+    data_env, eval_env = generated.recover_environment(), generated.recover_environment(eval_env=True)
+    assert data_env.spec.id == "AntMaze_UMaze-v4" and data_env.spec.max_episode_steps == 700
+    assert data_env.spec.kwargs["maze_map"] == antmaze.EVAL_MAPS["umaze"]  # play: D4RL's one start and goal
+    assert data_env.spec.kwargs["continuing_task"] and not data_env.spec.kwargs["reset_target"]
+    kits = antmaze.make_eval_env("umaze").spec
+    assert (eval_env.spec.id, eval_env.spec.kwargs, eval_env.spec.max_episode_steps) == (
+        kits.id, kits.kwargs, kits.max_episode_steps)
+    meta = generated.storage.metadata
+    assert meta["ref_min_score"] == 0 and 100 < meta["ref_max_score"] < 700  # the noiseless ant sits at the goal
+
+
+def test_generated_ant_walks_to_its_goal_and_keeps_it(generated):
+    task = antmaze.TASKS["umaze"]
+    reached = 0
+    for ep in list(generated.iterate_episodes())[:6]:  # the full episodes
+        xy, goal = ep.observations["achieved_goal"], ep.observations["desired_goal"]
+        assert np.ptp(goal, axis=0).max() == 0  # one goal per episode, kept once reached
+        assert tuple(task.xy_cell(xy[0])) == task.start and tuple(task.xy_cell(goal[0])) == task.goal
+        assert np.linalg.norm(np.diff(xy, axis=0), axis=1).sum() > 10  # the ant walks (a random one: about 1 m)
+        if ep.rewards.max() > 0:
+            reached += 1
+            first = int(np.argmax(ep.rewards))
+            assert first < 600  # 24 m of corridor from the start within 30 s
+            assert np.mean(ep.rewards[first:]) > 0.3  # and it stays around the goal (continuing task)
+    assert reached >= 3  # the shipped controller's check: 69% of umaze episodes with the data's noise (4 of 6 here)
+
+
+def test_generation_is_seeded_per_episode_not_per_worker(generated, monkeypatch, tmp_path):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    short = antmaze.generate("umaze", "play", n_steps=100, seed=0, workers=1, ref_episodes=0)
+    first = next(generated.iterate_episodes())
+    np.testing.assert_array_equal(next(short.iterate_episodes()).actions, first.actions[:100])
+    assert "ref_max_score" not in short.storage.metadata  # no reference episodes, no reference scores
+
+
+@pytest.mark.parametrize("mode", antmaze.MODES)
+def test_play_draws_marked_cells_and_diverse_draws_anywhere(mode):
+    import gymnasium_robotics.envs.maze.maps as maps
+
+    task, env = antmaze.TASKS["medium"], antmaze.make_data_env("medium", mode)
+    marked = {(i, j) for i, row in enumerate(maps.MEDIUM_MAZE_DIVERSE_GR) for j, c in enumerate(row) if c == "c"}
+    cells = set()
+    for seed in range(12):
+        obs, _ = env.reset(seed=seed)
+        start, goal = tuple(task.xy_cell(obs["achieved_goal"])), tuple(task.xy_cell(obs["desired_goal"]))
+        assert start != goal
+        cells |= {start, goal}
+    assert (cells <= marked) == (mode == "play") and len(cells) >= 4
+
+
+def test_kits_dataset_ids_name_their_evaluation_task():
+    assert antmaze.dataset_name("iqlkit/antmaze-umaze-play-v0") == "umaze"  # D4RL's umaze: one start, one goal
+    assert antmaze.dataset_name("iqlkit/antmaze-umaze-diverse-v0") == "umaze-diverse"
+    assert antmaze.dataset_name("iqlkit/antmaze-large-play-v0") == "large-play"
+    with pytest.raises(ValueError, match="unknown maze/mode"):
+        antmaze.generate("umaze", "stitch")
+
+
+def test_cli_trains_on_generated_antmaze_through_the_downloaded_data_path(generated, tmp_path, capsys):
+    from iqlkit.cli import main
+
+    main(["train", "--dataset", "iqlkit/antmaze-umaze-play-v0", "--steps", "20", "--eval-every", "20",
+          "--eval-episodes", "2", "--final-episodes", "2", "--eval-envs", "2", "--out", str(tmp_path), "--no-fast"])
+    out = capsys.readouterr().out
+    assert "of 4,400 transitions from iqlkit/antmaze-umaze-play-v0" in out  # read as a downloaded dataset
+    assert "4 episodes cut at their first success" in out and "normalised score" in out
+
+
+def test_cli_make_data_random_mode_keeps_the_plumbing_recorder(monkeypatch, tmp_path, capsys):
+    from iqlkit.cli import main
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    main(["make-data", "--task", "antmaze-umaze", "--mode", "random", "--data-steps", "300"])
+    assert "wrote iqlkit/antmaze-umaze/recorded-v0: 1 episodes, 300 steps" in capsys.readouterr().out
