@@ -1,22 +1,13 @@
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.image import AxesImage
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.image import AxesImage  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from iqlkit import antmaze  # noqa: E402
-from iqlkit.plots import antmaze as P  # noqa: E402
+from iqlkit import antmaze
+from iqlkit.plots import antmaze as P
 
 UMAZE = antmaze.MINARI_UMAZE_EVAL_MAP  # the eval maze Minari's umaze datasets carry (mirrored)
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,6 @@ def toy_data_fit():
     return toy, x, y, fit_conditional_expectiles(x, y, (0.1, 0.5, 0.9, 0.99), hidden=(16,), steps=5)
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
 def labels(ax):
     return [t.get_text() for t in ax.get_legend().get_texts()]
 

@@ -1,19 +1,8 @@
-import matplotlib
+import numpy as np
+from matplotlib.container import BarContainer, ErrorbarContainer
+from matplotlib.image import AxesImage
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.container import BarContainer, ErrorbarContainer  # noqa: E402
-from matplotlib.image import AxesImage  # noqa: E402
-
-from iqlkit.plots import extraction as E  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+from iqlkit.plots import extraction as E
 
 
 def step_patches(ax):

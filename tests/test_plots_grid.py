@@ -1,23 +1,14 @@
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.colors import LogNorm
+from matplotlib.image import AxesImage
+from matplotlib.quiver import Quiver
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.image import AxesImage  # noqa: E402
-from matplotlib.quiver import Quiver  # noqa: E402
-
-from iqlkit.plots import grid as G  # noqa: E402
-from iqlkit.tabular import empirical_mdp, expectile_value_iteration, sampled_iql, value_iteration  # noqa: E402
-from toy_envs import grid_maze, maze_dataset, u_maze  # noqa: E402
-from toy_envs.grid_maze import MOVES  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+from iqlkit.plots import grid as G
+from iqlkit.tabular import empirical_mdp, expectile_value_iteration, sampled_iql, value_iteration
+from toy_envs import grid_maze, maze_dataset, u_maze
+from toy_envs.grid_maze import MOVES
 
 
 @pytest.fixture(scope="module")

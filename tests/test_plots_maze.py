@@ -1,22 +1,13 @@
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.patches import Circle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.patches import Circle  # noqa: E402
-
-from iqlkit import antmaze, pointmaze  # noqa: E402
-from iqlkit.maze import GOAL_RADIUS  # noqa: E402
-from iqlkit.plots.maze import cell_square, draw_maze, maze_extent  # noqa: E402
+from iqlkit import antmaze, pointmaze
+from iqlkit.maze import GOAL_RADIUS
+from iqlkit.plots.maze import cell_square, draw_maze, maze_extent
 
 TASKS = [pointmaze.TASKS["umaze"], pointmaze.TASKS["medium"], antmaze.TASKS["umaze"], antmaze.TASKS["large"]]
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def cells_drawn(ax, gid: str) -> np.ndarray:

@@ -1,20 +1,12 @@
-import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.colors import same_color
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from iqlkit.plots import online as P  # noqa: E402
-from iqlkit.pointmaze import TASKS  # noqa: E402
+from iqlkit.plots import online as P
+from iqlkit.pointmaze import TASKS
 
 UMAZE = TASKS["umaze"]
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def run(rates, shares, every=100):
@@ -117,5 +109,5 @@ def test_figures_take_one_colour_per_label_across_figures():
     assert lines["IQL (mean of 1)"].get_color() == "tab:red"
     assert lines["offline only (mean of 1)"].get_color() == "tab:gray"
     bars = P.drops_figure({"IQL": np.array([0.1]), "other": np.array([0.2])}, colors=colors).axes[0].patches
-    assert matplotlib.colors.same_color(bars[0].get_facecolor()[:3], "tab:red")
-    assert matplotlib.colors.same_color(bars[1].get_facecolor()[:3], plt.get_cmap("tab10")(1)[:3])  # not in colors
+    assert same_color(bars[0].get_facecolor()[:3], "tab:red")
+    assert same_color(bars[1].get_facecolor()[:3], plt.get_cmap("tab10")(1)[:3])  # not in colors

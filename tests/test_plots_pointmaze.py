@@ -1,22 +1,12 @@
-import matplotlib
+import numpy as np
+import pytest
+from matplotlib.image import AxesImage
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.image import AxesImage  # noqa: E402
-
-from iqlkit.data import Transitions  # noqa: E402
-from iqlkit.plots import pointmaze as P  # noqa: E402
-from iqlkit.pointmaze import TASKS, bfs_distances, value_grid  # noqa: E402
+from iqlkit.data import Transitions
+from iqlkit.plots import pointmaze as P
+from iqlkit.pointmaze import TASKS, bfs_distances, value_grid
 
 UMAZE = TASKS["umaze"]
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def transitions(paths: list[np.ndarray]) -> Transitions:

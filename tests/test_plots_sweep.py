@@ -1,23 +1,14 @@
 from dataclasses import replace
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
-import pytest
 from matplotlib.colors import to_hex
 
 from iqlkit.iql import IQLConfig
 from iqlkit.plots.sweep import diagnostics, tabular_study, tau_and_double_q
 from iqlkit.sweep import config_id
 
-matplotlib.use("Agg")
 BASE = IQLConfig(max_steps=20)
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def rows_for(configs: list[IQLConfig]) -> list[dict]:

@@ -1,4 +1,3 @@
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.patches import Circle, FancyBboxPatch, Rectangle
@@ -7,12 +6,6 @@ from iqlkit.plots import two_step as F
 from iqlkit.tabular import expectile_value_iteration, sampled_iql
 from toy_envs import flip_tau, two_step_behavior, two_step_mdp, v_s1_closed_form
 from toy_envs.two_step import S0, S1, S2
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def _texts(fig) -> list[str]:
