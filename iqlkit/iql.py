@@ -391,10 +391,11 @@ class IQL:
 
     def state_dict(self) -> dict:
         """Everything needed to resume: networks, target, optimisers, step counts, configs and seeds (tensors,
-        numbers and strings only: loadable with torch.load(weights_only=True))."""
-        return {"configs": [c.to_dict() for c in self.configs], "seeds": self.seeds, "steps": self.steps,
-                "actor_t": self.actor_t.cpu(), "obs_dim": self.obs_dim, "act_dim": self.act_dim,
-                **{k: getattr(self, k).state_dict() for k in self._PARTS}}
+        numbers and strings only: loadable with torch.load(weights_only=True)). A snapshot: further training
+        changes neither it nor, after load_state_dict, the dict it was loaded from."""
+        return copy.deepcopy({"configs": [c.to_dict() for c in self.configs], "seeds": self.seeds,
+                              "steps": self.steps, "actor_t": self.actor_t.cpu(), "obs_dim": self.obs_dim,
+                              "act_dim": self.act_dim, **{k: getattr(self, k).state_dict() for k in self._PARTS}})
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from state_dict() (saved on any device or path); dimensions and agent count must match."""
@@ -402,8 +403,8 @@ class IQL:
             raise ValueError(f"checkpoint is for obs/act dims {(state['obs_dim'], state['act_dim'])} and "
                              f"{len(state['configs'])} agents; this IQL has {(self.obs_dim, self.act_dim)} and "
                              f"{self.n_agents}")
-        for k in self._PARTS:
-            getattr(self, k).load_state_dict(state[k])
+        for k in self._PARTS:  # optimisers keep the tensors they are given: hand them copies
+            getattr(self, k).load_state_dict(copy.deepcopy(state[k]) if k.endswith("_opt") else state[k])
         self.steps = int(state["steps"])
         self.actor_t.copy_(state["actor_t"])
 

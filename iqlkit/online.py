@@ -44,7 +44,6 @@ The kit's choices (tests/test_online.py checks them):
 """
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from dataclasses import replace
@@ -393,7 +392,7 @@ def finetune(data: Transitions, config: IQLConfig, make_env: Callable[[], object
     torch.manual_seed(seeds[0])
     learner = (AWACLike if variant == "bc-awr" else IQL)(data.obs_dim, data.act_dim, [config] * len(seeds), dev, seeds)
     if start is not None:
-        learner.load_state_dict(copy.deepcopy(start))  # a copy: the optimisers would share (and move) its tensors
+        learner.load_state_dict(start)  # state dicts are snapshots: loading and training leave `start` as it is
         reset_actor_rate(learner)
     if isinstance(learner, AWACLike):
         learner.bc_until = offline_steps
@@ -488,7 +487,7 @@ def maze_run(dataset: str, config: IQLConfig, task: str, variant: str, seeds: Se
     def eval_fn(agent) -> dict:
         learner = getattr(agent, "learner", agent)  # a Member of the seeds' IQL, or the IQL of one seed
         if agent.steps == offline_steps and not at_switch:
-            at_switch.update(copy.deepcopy(learner.state_dict()))
+            at_switch.update(learner.state_dict())
         return success_rate(agent.act, task, eval_episodes, seed=100_000 * (agent.seed or 0) + agent.steps)
 
     loop = dict(eval_fn=eval_fn, eval_every=eval_every, log_every=log_every, progress=False)

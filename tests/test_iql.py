@@ -134,6 +134,20 @@ def test_state_dict_round_trip_continues_identically():
         IQL(4, 2, IQLConfig(hidden=(8,))).load_state_dict(a.state_dict())
 
 
+def test_a_state_dict_is_a_snapshot_that_training_does_not_move():
+    torch.manual_seed(0)
+    a = IQL(3, 2, IQLConfig(hidden=(8,)))
+    a.update(tiny_batch(0))
+    saved = a.state_dict()
+    kept = copy.deepcopy(saved)
+    a.update(tiny_batch(1))  # the source trains on
+    b = IQL(3, 2, IQLConfig(hidden=(8,)))
+    b.load_state_dict(saved)
+    b.update(tiny_batch(2))  # and so does the agent loaded from it
+    flat = lambda d: [t for t in torch.utils._pytree.tree_leaves(d) if isinstance(t, torch.Tensor)]  # noqa: E731
+    assert all(torch.equal(x, y) for x, y in zip(flat(saved), flat(kept), strict=True))  # Adam moments included
+
+
 def test_corl_order_uses_the_old_v():
     torch.manual_seed(0)
     a = IQL(3, 2, IQLConfig(hidden=(8,), update_order="corl"))
