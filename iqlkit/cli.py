@@ -209,22 +209,21 @@ def controller_train(args: argparse.Namespace) -> None:
     from iqlkit.controller import train
 
     path = train(args.out, steps=args.steps, seed=args.seed, n_envs=args.n_envs, hidden=tuple(args.hidden))
-    print(f"wrote {path} and {path.with_suffix('.json')}; check it with: python -m iqlkit controller check "
-          f"--weights {path}")
+    print(f"wrote {path} (the weights and how they were made); check it with: python -m iqlkit controller check "
+          f"--weights {path} --save")
 
 
 def controller_check(args: argparse.Namespace) -> None:
-    """Print the controller's acceptance figures (and with --save store them in the JSON beside the weights)."""
+    """Print the controller's acceptance figures (and with --save store them in the weights' JSON file)."""
     from iqlkit.antmaze import check_controller
     from iqlkit.controller import report
 
     figures = check_controller(args.weights, episodes=args.episodes, workers=args.workers, seed=args.seed)
     print(report(figures))
     if args.save:
-        meta = Path(args.weights).with_suffix(".json")
-        info = json.loads(meta.read_text()) if meta.exists() else {}
-        meta.write_text(json.dumps({**info, "acceptance": figures}, indent=2) + "\n")
-        print(f"wrote the figures into {meta}")
+        path = Path(args.weights)
+        path.write_text(json.dumps({**json.loads(path.read_text()), "acceptance": figures}, indent=1) + "\n")
+        print(f"wrote the figures into {path}")
 
 
 def sweep(args: argparse.Namespace) -> None:
@@ -375,11 +374,11 @@ def parser() -> argparse.ArgumentParser:
     ct.add_argument("--seed", type=int, default=0)
     ct.set_defaults(run=controller_train)
     cc = csub.add_parser("check", help="speed, falls and maze success of the controller (default: the shipped one)")
-    cc.add_argument("--weights", default=str(Path(__file__).parent / "recorded" / "ant_controller.npz"))
+    cc.add_argument("--weights", default=str(Path(__file__).parent / "recorded" / "ant_controller.json"))
     cc.add_argument("--episodes", type=int, default=100, help="episodes per figure")
     cc.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     cc.add_argument("--seed", type=int, default=0)
-    cc.add_argument("--save", action="store_true", help="store the figures in the JSON beside the weights")
+    cc.add_argument("--save", action="store_true", help="store the figures in the weights' JSON file")
     cc.set_defaults(run=controller_check)
     b = sub.add_parser("bench", help="updates/s of IQL on this machine (AntMaze-sized synthetic data)")
     b.add_argument("--device", default="auto")

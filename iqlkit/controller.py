@@ -15,8 +15,9 @@ scaled up to 2.5) standing still was the safe choice and the ant had not started
 The command is redrawn uniformly on the circle every 100 steps (OGBench's directional controller) and the executed
 action carries the data's std 0.2 noise during training, so the policy is robust to it.
 
-The shipped policy (`recorded/ant_controller.npz`, `Controller`) is SAC's actor mean, tanh-squashed, run in numpy:
-generating data needs no stable-baselines3. `waypoint` is D4RL's planner rule; `direction` turns it into a command.
+The shipped policy (`recorded/ant_controller.json`: its weights as text, next to how they were made and their
+acceptance figures; `Controller`) is SAC's actor mean, tanh-squashed, run in numpy: generating data needs no
+stable-baselines3. `waypoint` is D4RL's planner rule; `direction` turns it into a command.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from iqlkit.maze import MazeTask, next_cells
 
-WEIGHTS = Path(__file__).parent / "recorded" / "ant_controller.npz"
+WEIGHTS = Path(__file__).parent / "recorded" / "ant_controller.json"
 ANT_KWARGS = {"exclude_current_positions_from_observation": True, "include_cfrc_ext_in_observation": False}
 OBS_DIM, ACT_DIM = 27, 8  # AntMaze's `observation` (qpos[2:] 13, qvel 14); the ant's 8 hinge motors
 VELOCITY_WEIGHT, HEALTHY_REWARD, CTRL_WEIGHT = 10.0, 3.0, 0.5  # r = 10 v.d + 3 - 0.5 |a|^2
@@ -72,9 +73,10 @@ class Controller:
     """The shipped policy in numpy: a = tanh(W_k relu(... relu(W_1 [obs, d] + b_1) ...) + b_k), SAC's mean action."""
 
     def __init__(self, path: str | Path = WEIGHTS):
-        with np.load(path) as z:
-            n = len([k for k in z.files if k.startswith("w")])
-            self.layers = [(z[f"w{i}"], z[f"b{i}"]) for i in range(n)]
+        # W [in, out] as a view of torch's [out, in]: the memory layout the acceptance figures were measured with
+        # (a matmul over another layout rounds differently, and the simulated ant amplifies it)
+        self.layers = [(decode(layer["w"], layer["shape"]).T, decode(layer["b"], layer["shape"][:1]))
+                       for layer in json.loads(Path(path).read_text())["layers"]]
 
     def __call__(self, obs: np.ndarray, command: np.ndarray) -> np.ndarray:
         """Deterministic action in [-1, 1]^8 for observations [..., 27] and unit commands [..., 2]."""
@@ -129,18 +131,29 @@ def direction_env(noise: float = NOISE, episode_steps: int = 1000, resample_ever
     return DirectionEnv(make_ant(max_episode_steps=episode_steps))
 
 
-def export(model, path: str | Path) -> Path:
-    """Write an SB3 SAC actor's mean network (latent_pi's Linear layers, then mu) as numpy w0, b0, ... (float32)."""
+def encode(a: np.ndarray) -> str:
+    """A float32 array as text: each number's shortest decimal that reads back to the same float32."""
+    return " ".join(map(str, np.asarray(a, dtype=np.float32).ravel()))
+
+
+def decode(text: str, shape: list[int]) -> np.ndarray:
+    """encode's inverse: the float32 array of that shape, bit for bit."""
+    return np.array(text.split(), dtype=np.float32).reshape(shape)
+
+
+def export(model, path: str | Path, info: dict) -> Path:
+    """Write an SB3 SAC actor's mean network (latent_pi's Linear layers, then mu) as one JSON file: `info` (how
+    it was made) and "layers", each its weight [out, in] (torch's layout) and bias as text (encode), float32
+    exactly."""
     import torch
 
     layers = [m for m in model.actor.latent_pi if isinstance(m, torch.nn.Linear)] + [model.actor.mu]
-    arrays = {}
-    for i, layer in enumerate(layers):
-        arrays[f"w{i}"] = layer.weight.detach().cpu().numpy().T.astype(np.float32)
-        arrays[f"b{i}"] = layer.bias.detach().cpu().numpy().astype(np.float32)
+    weights = [layer.weight.detach().cpu().numpy() for layer in layers]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
+    path.write_text(json.dumps({**info, "layers": [
+        {"shape": list(w.shape), "w": encode(w), "b": encode(layer.bias.detach().cpu().numpy())}
+        for w, layer in zip(weights, layers)]}, indent=1) + "\n")
     return path
 
 
@@ -152,7 +165,7 @@ def train(out: str | Path = "runs/controller", steps: int = 1_200_000, seed: int
     `n_envs` envs are stepped together with one gradient step per step of all of them (updates = steps / n_envs).
     Every `checkpoint_every` steps OUT/model.zip, OUT/replay.pkl and OUT/state.json (steps, wall time) are
     written; running again resumes from them. OUT/log.csv gets a row every `log_every` steps. At the end the
-    actor's mean network goes to OUT/ant_controller.npz (`export`) with OUT/ant_controller.json (how it was made).
+    actor's mean network and how it was made go to OUT/ant_controller.json (`export`).
     """
     import os
 
@@ -237,9 +250,7 @@ def train(out: str | Path = "runs/controller", steps: int = 1_200_000, seed: int
     if remaining > 0:
         model.learn(remaining, callback=Progress(), reset_num_timesteps=False)
     wall = json.loads((out / "state.json").read_text())["wall_s"]
-    path = export(model, out / "ant_controller.npz")
-    path.with_suffix(".json").write_text(json.dumps(provenance(steps, seed, n_envs, hidden, wall), indent=2))
-    return path
+    return export(model, out / "ant_controller.json", provenance(steps, seed, n_envs, hidden, wall))
 
 
 def provenance(steps: int, seed: int, n_envs: int, hidden: tuple[int, ...], wall_s: float) -> dict:

@@ -128,3 +128,9 @@ def test_sac_training_checkpoints_resumes_and_exports_the_actor_mean(tmp_path, c
     obs = np.random.default_rng(0).normal(size=(5, 29)).astype(np.float32)
     np.testing.assert_allclose(controller.Controller(path)(obs[:, :27], obs[:, 27:]),
                                model.predict(obs, deterministic=True)[0], atol=1e-5)
+
+
+def test_weights_written_as_text_read_back_bit_for_bit():
+    a = (np.random.default_rng(0).normal(size=(29, 7)) * 10.0 ** np.arange(-20, 15, 5)).astype(np.float32)  # 1e-20..1e10
+    back = controller.decode(controller.encode(a), list(a.shape))
+    assert back.dtype == np.float32 and np.array_equal(back, a)
