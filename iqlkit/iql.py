@@ -397,6 +397,14 @@ class IQL:
                               "steps": self.steps, "actor_t": self.actor_t.cpu(), "obs_dim": self.obs_dim,
                               "act_dim": self.act_dim, **{k: getattr(self, k).state_dict() for k in self._PARTS}})
 
+    @classmethod
+    def from_state_dict(cls, state: dict, device: str = "cpu") -> "IQL":
+        """The agents of a state_dict (its configs, seeds and weights), on `device`."""
+        learner = cls(state["obs_dim"], state["act_dim"], [IQLConfig(**c) for c in state["configs"]], device,
+                      state["seeds"])
+        learner.load_state_dict(state)
+        return learner
+
     def load_state_dict(self, state: dict) -> None:
         """Restore from state_dict() (saved on any device or path); dimensions and agent count must match."""
         if (state["obs_dim"], state["act_dim"], len(state["configs"])) != (self.obs_dim, self.act_dim, self.n_agents):

@@ -450,14 +450,6 @@ def goal_rates(terminals: np.ndarray, window: int) -> np.ndarray:
     return 1000.0 * terminals[:n * window].reshape(n, window).mean(1)
 
 
-def learner_from_state(state: dict) -> IQL:
-    """The agents of an IQL state_dict (its configs, seeds and weights), on the CPU."""
-    configs = [IQLConfig(**c) for c in state["configs"]]
-    learner = IQL(state["obs_dim"], state["act_dim"], configs, "cpu", state["seeds"])
-    learner.load_state_dict(state)
-    return learner
-
-
 def maze_run(dataset: str, config: IQLConfig, task: str, variant: str, seeds: Sequence[int], offline_steps: int,
              online_steps: int, n_envs: int = 1, start: dict | None = None, eval_episodes: int = 20,
              eval_every: int = 2_000, log_every: int = 500) -> dict:

@@ -354,7 +354,7 @@ def test_goal_rates_count_terminals_per_thousand_in_full_windows():
 def test_maze_run_trains_offline_or_fine_tunes_from_the_switch_and_varies_the_evaluation_episodes(tmp_path,
                                                                                                    monkeypatch):
     from iqlkit import datagen, pointmaze
-    from iqlkit.online import learner_from_state, maze_run
+    from iqlkit.online import maze_run
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     dataset = datagen.pointmaze("umaze", "stitch", n_steps=600, seed=0).id
@@ -366,7 +366,7 @@ def test_maze_run_trains_offline_or_fine_tunes_from_the_switch_and_varies_the_ev
     offline = run("offline")
     assert offline["switch"]["steps"] == 20 and offline["end"]["steps"] == 40 and offline["online"] is None
     assert sorted(asked) == [("umaze", 3, s) for s in (20, 40, 100_020, 100_040)]  # per seed, changing with the step
-    switch = learner_from_state(offline["switch"])
+    switch = IQL.from_state_dict(offline["switch"])
     assert switch.steps == 20 and switch.seeds == [0, 1]
     tuned = run("iql", n_envs=2, start=offline["switch"])
     assert tuned["switch"] is offline["switch"] and tuned["end"]["steps"] == 40
@@ -374,4 +374,4 @@ def test_maze_run_trains_offline_or_fine_tunes_from_the_switch_and_varies_the_ev
     assert [len(o["xy"]) for o in tuned["online"]] == [20, 20] and tuned["online"][0]["xy"].shape[1] == 2
     np.testing.assert_array_equal(tuned["online"][0]["terminal"], np.zeros(20))  # 20 random steps never reach G
     obs = np.zeros((1, 6), dtype=np.float32)
-    assert not np.allclose(learner_from_state(tuned["end"]).act(obs), switch.act(obs))
+    assert not np.allclose(IQL.from_state_dict(tuned["end"]).act(obs), switch.act(obs))
