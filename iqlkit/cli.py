@@ -1,5 +1,5 @@
-"""Command line: `python -m iqlkit train` (the kit's main job), `finetune`, `sweep`, `make-data`, `bench` and
-`assign`."""
+"""Command line: `python -m iqlkit train` (the kit's main job), `finetune`, `sweep`, `compare`, `make-data`,
+`controller`, `bench` and `assign`."""
 from __future__ import annotations
 
 import argparse
@@ -254,6 +254,40 @@ def sweep(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'results.csv'}, {out / 'table.md'} and {out / 'ablation.png'}")
 
 
+def compare(args: argparse.Namespace) -> None:
+    """IQL against its baselines on one dataset, every method x seed (iqlkit.compare), resumable; prints the table."""
+    import csv
+    from functools import partial
+
+    import numpy as np
+
+    from iqlkit.compare import compare_methods, success_table
+    from iqlkit.data import flatten_observations
+    from iqlkit.iql import IQLConfig
+
+    overrides = {k: v for k, v in (("max_steps", args.steps), ("hidden", args.hidden and tuple(args.hidden)))
+                 if v is not None}
+    dataset, preset, data, _ = load_for_training(args)
+    config = IQLConfig.preset(preset, **overrides)
+    out = Path(args.out) / "compare" / args.dataset.replace("/", "_")
+    print(f"{', '.join(args.methods)} x seeds {args.seeds} on {args.dataset} ({preset}, {config.max_steps:,} updates, "
+          f"networks {config.hidden}, {args.eval_episodes} episodes per evaluation); run folders in {out}")
+    runs = compare_methods(data, config, eval_env_maker(args, dataset), tuple(args.methods), tuple(args.seeds),
+                           eval_episodes=args.eval_episodes, n_evals=args.n_evals, workers=args.workers,
+                           device=args.device, n_envs=args.eval_envs, log_dir=str(out),
+                           obs_fn=partial(flatten_observations, goal_conditioned=not args.no_goal))
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["method", "seed", "step", "success_rate"])
+        writer.writeheader()
+        writer.writerows({"method": r.method, "seed": r.seed, **row} for r in runs for row in r.rows)
+    lines = ["| method | success rate (mean +- std) | per seed |", "| --- | --- | --- |"]
+    lines += [f"| {m} | {v.mean():.2f} +- {v.std():.2f} | {', '.join(f'{x:.2f}' for x in v)} |"
+              for m, v in success_table(runs).items()]
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out / 'results.csv'} and {out / 'table.md'}")
+
+
 def bench(args: argparse.Namespace) -> None:
     """Print updates/s of the training paths on this machine."""
     from iqlkit.bench import run
@@ -351,6 +385,18 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--n-evals", type=positive_int, default=3, help="evaluations along each run (the last one is the score)")
     w.add_argument("--max-agents", type=positive_int, default=48, help="most agents trained in one stack")
     w.set_defaults(run=sweep, seed=0)
+    k = sub.add_parser("compare", parents=[common], help="IQL against one-step and BC (and top-10%% BC) on one dataset",
+                       description="Every method x seed on one dataset through the same engine: IQL, one-step and BC "
+                                   "differ only in tau and beta and train as one stack. Resumable: run it again after "
+                                   "an interruption. Writes results.csv and table.md in OUT/compare/<dataset>/.")
+    k.add_argument("--methods", nargs="+", choices=["iql", "one-step", "bc", "top10-bc"],
+                   default=["iql", "one-step", "bc"])
+    k.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    k.add_argument("--hidden", type=positive_int, nargs="+", help="override the preset's hidden layer sizes")
+    k.add_argument("--n-evals", type=positive_int, default=2, help="evaluations along each run (the last one is the score)")
+    k.add_argument("--workers", type=int, help="processes for the stacks (IQL's stack and top-10%% BC; default: one per "
+                   "core)")
+    k.set_defaults(run=compare, seed=0)
     m = sub.add_parser("make-data", help="generate one of the kit's PointMaze or AntMaze datasets")
     m.add_argument("--task", choices=["umaze", "medium", "antmaze-umaze", "antmaze-medium", "antmaze-large"],
                    default="medium", help="PointMaze task, or an AntMaze maze")

@@ -1,10 +1,14 @@
+from functools import partial
+
 import numpy as np
 import pytest
 
-from iqlkit import datagen
-from iqlkit.compare import compare_methods, success_table
+from iqlkit import compare, datagen
+from iqlkit.compare import compare_methods, env_factory, success_table
 from iqlkit.data import load_minari
+from iqlkit.evaluate import EvalResult
 from iqlkit.iql import IQLConfig
+from iqlkit.pointmaze import TASKS, make_env
 
 
 @pytest.fixture(scope="module")
@@ -17,18 +21,44 @@ def umaze_data(tmp_path_factory):
 
 def test_compare_runs_every_method_and_seed(umaze_data):
     cfg = IQLConfig.preset("pointmaze", hidden=(16, 16), batch_size=32)
-    runs = compare_methods(umaze_data, cfg, "umaze", methods=("iql", "bc"), seeds=(0, 1), steps=40,
+    runs = compare_methods(umaze_data, cfg, "umaze", methods=("iql", "bc", "top10-bc"), seeds=(0, 1), steps=40,
                            eval_episodes=2, n_evals=2, workers=1)
-    assert [(r.method, r.seed) for r in runs] == [("iql", 0), ("iql", 1), ("bc", 0), ("bc", 1)]
+    assert [(r.method, r.seed) for r in runs] == [("iql", 0), ("iql", 1), ("bc", 0), ("bc", 1), ("top10-bc", 0),
+                                                  ("top10-bc", 1)]
     assert [row["step"] for row in runs[0].rows] == [20, 40]
     table = success_table(runs)
-    assert set(table) == {"iql", "bc"} and table["bc"].shape == (2,)
+    assert set(table) == {"iql", "bc", "top10-bc"} and table["bc"].shape == (2,)
     assert np.all((table["iql"] >= 0) & (table["iql"] <= 1))
+
+
+def test_stacked_methods_score_as_each_method_trained_alone(umaze_data, monkeypatch):
+    """IQL, one-step and BC train as one stack; each Run must be the agent of its own method and seed. The fake
+    evaluation scores an agent by its mean action at one state, which tells the methods' actors apart."""
+    obs = umaze_data.observations[:1].numpy()
+    monkeypatch.setattr(compare, "evaluate", lambda act, make, **kw: EvalResult(
+        np.zeros(1), np.array([float(act(obs)[0, 0])]), None))
+    cfg = IQLConfig.preset("pointmaze", hidden=(16, 16), batch_size=32, actor_lr=1e-2)
+    kw = dict(seeds=(0, 1), steps=60, eval_episodes=1, n_evals=1, workers=1)
+    together = compare_methods(umaze_data, cfg, "umaze", methods=("iql", "one-step", "bc"), **kw)
+    alone = [run for m in ("iql", "one-step", "bc") for run in compare_methods(umaze_data, cfg, "umaze", methods=(m,),
+                                                                            **kw)]
+    assert [(r.method, r.seed) for r in together] == [(r.method, r.seed) for r in alone]
+    got, expected = (np.array([r.success_rate for r in runs]) for runs in (together, alone))
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert np.abs(expected[:2] - expected[4:]).min() > 1e-2  # IQL's actors differ from BC's: a swap would show
 
 
 def test_parallel_workers_give_the_same_runs(umaze_data):
     cfg = IQLConfig.preset("pointmaze", hidden=(16, 16), batch_size=32)
-    kw = dict(methods=("one-step", "bc"), seeds=(0, 1), steps=30, eval_episodes=2, n_evals=1)
+    kw = dict(methods=("bc", "top10-bc"), seeds=(0, 1), steps=30, eval_episodes=2, n_evals=1)
     serial = compare_methods(umaze_data, cfg, "umaze", workers=1, **kw)
     parallel = compare_methods(umaze_data, cfg, "umaze", workers=2, **kw)
     assert [r.rows for r in serial] == [r.rows for r in parallel]
+
+
+def test_the_evaluation_env_is_a_pointmaze_task_or_any_factory():
+    factory = partial(make_env, TASKS["umaze"], True)
+    assert env_factory(factory) is factory
+    assert env_factory("umaze").args == factory.args
+    with pytest.raises(ValueError, match="unknown PointMaze task 'antmaze'.*env factory"):
+        env_factory("antmaze")

@@ -140,6 +140,26 @@ def test_cli_sweep_prints_the_ablation_table_and_resumes(minari_dir, tmp_path, c
         main(args[:9] + ["width"])
 
 
+def test_cli_compare_writes_the_table_and_resumes_without_retraining(minari_dir, tmp_path, capsys):
+    from iqlkit.cli import main
+
+    args = ["compare", "--dataset", "iqlkit/pointmaze-umaze/stitch-v0", "--data-steps", "1500", "--steps", "20",
+            "--methods", "iql", "bc", "--seeds", "0", "1", "--hidden", "16", "16", "--n-evals", "1",
+            "--eval-episodes", "2", "--eval-envs", "2", "--workers", "1", "--out", str(tmp_path / "runs")]
+    main(args)
+    out = capsys.readouterr().out
+    assert "networks (16, 16)" in out and "| iql | " in out and "| bc | " in out
+    folder = tmp_path / "runs" / "compare" / "iqlkit_pointmaze-umaze_stitch-v0"
+    table = (folder / "table.md").read_text()
+    assert table.strip() in out and len(table.strip().splitlines()) == 4  # header, rule, one row per method
+    csv_rows = (folder / "results.csv").read_text().strip().splitlines()
+    assert csv_rows[0] == "method,seed,step,success_rate" and len(csv_rows) == 1 + 4  # 2 methods x 2 seeds x 1 eval
+    checkpoint = folder / "iql+bc" / "checkpoint.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    main(args)  # the finished stack is read back, not trained again
+    assert checkpoint.stat().st_mtime_ns == stamp and capsys.readouterr().out.count(table.strip()) == 1
+
+
 def test_cli_help_and_missing_dataset(minari_dir, capsys):
     from iqlkit.cli import main
 
