@@ -256,12 +256,9 @@ def sweep(args: argparse.Namespace) -> None:
 
 def compare(args: argparse.Namespace) -> None:
     """IQL against its baselines on one dataset, every method x seed (iqlkit.compare), resumable; prints the table."""
-    import csv
     from functools import partial
 
-    import numpy as np
-
-    from iqlkit.compare import compare_methods, success_table
+    from iqlkit.compare import compare_methods, success_table, write_results
     from iqlkit.data import flatten_observations
     from iqlkit.iql import IQLConfig
 
@@ -276,10 +273,7 @@ def compare(args: argparse.Namespace) -> None:
                            eval_episodes=args.eval_episodes, n_evals=args.n_evals, workers=args.workers,
                            device=args.device, n_envs=args.eval_envs, log_dir=str(out),
                            obs_fn=partial(flatten_observations, goal_conditioned=not args.no_goal))
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, ["method", "seed", "step", "success_rate"])
-        writer.writeheader()
-        writer.writerows({"method": r.method, "seed": r.seed, **row} for r in runs for row in r.rows)
+    write_results(runs, out / "results.csv")
     lines = ["| method | success rate (mean +- std) | per seed |", "| --- | --- | --- |"]
     lines += [f"| {m} | {v.mean():.2f} +- {v.std():.2f} | {', '.join(f'{x:.2f}' for x in v)} |"
               for m, v in success_table(runs).items()]

@@ -89,6 +89,28 @@ def compare_methods(data: Transitions, config: IQLConfig, task: str | Callable[[
     return [run for m in methods for run in by_method[m]]
 
 
+def write_results(runs: list[Run], path: str | Path) -> Path:
+    """One CSV row per evaluation of every Run: method, seed, step, success_rate."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, ["method", "seed", "step", "success_rate"])
+        writer.writeheader()
+        writer.writerows({"method": r.method, "seed": r.seed, **row} for r in runs for row in r.rows)
+    return Path(path)
+
+
+def read_results(path: str | Path) -> list[Run]:
+    """The Runs of a write_results CSV (also .csv.gz), in its order; each Run's score is its last evaluation."""
+    from iqlkit.runfolder import read_csv
+
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for row in read_csv(path):
+        runs.setdefault((row["method"], int(row["seed"])), []).append(
+            {"step": int(row["step"]), "success_rate": float(row["success_rate"])})
+    return [Run(method, seed, evals[-1]["success_rate"], evals) for (method, seed), evals in runs.items()]
+
+
 def success_table(runs: list[Run]) -> dict[str, np.ndarray]:
     """Method -> final success rates over its seeds."""
     table: dict[str, list[float]] = {}

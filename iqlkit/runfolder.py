@@ -180,6 +180,15 @@ class RunFolder:
             return f"{path} exists but cannot be read"
 
 
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a results file, plain (.csv) or compressed (.csv.gz), as strings (csv.DictReader)."""
+    import gzip
+
+    path = Path(path)
+    with (gzip.open(path, "rt", newline="") if path.suffix == ".gz" else path.open(newline="")) as f:
+        return list(csv.DictReader(f))
+
+
 def read_log(path: str | Path) -> list[dict]:
     """The rows of a run folder's log.csv (numbers as numbers), e.g. for iqlkit.plots.training.training_curves."""
     return RunFolder(path).read_log()

@@ -9,7 +9,6 @@ resumes the group it was in and trains only the runs that have no final row yet.
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import json
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,7 +21,7 @@ import torch
 
 from iqlkit.data import Transitions
 from iqlkit.iql import IQLConfig, stack_key
-from iqlkit.runfolder import CHECKPOINT, PREVIOUS
+from iqlkit.runfolder import CHECKPOINT, PREVIOUS, read_csv
 from iqlkit.train import fit_many
 
 RESULTS = "results.csv"
@@ -75,9 +74,8 @@ def read_results(out: str | Path) -> list[dict]:
     path = Path(out) / RESULTS if Path(out).is_dir() or not Path(out).suffix else Path(out)
     if not path.exists():
         return []
-    with (gzip.open(path, "rt") if path.suffix == ".gz" else path.open()) as f:
-        return [{k: v if k == "config" else float(v) if v != "" else float("nan") for k, v in row.items()}
-                for row in csv.DictReader(f)]
+    return [{k: v if k == "config" else float(v) if v != "" else float("nan") for k, v in row.items()}
+            for row in read_csv(path)]
 
 
 def _write_results(out: Path, rows: list[dict]) -> None:

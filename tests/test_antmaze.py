@@ -149,6 +149,20 @@ def test_generated_ant_walks_to_its_goal_and_keeps_it(generated):
     assert reached >= 3  # the shipped controller's check: 69% of umaze episodes with the data's noise (4 of 6 here)
 
 
+def test_data_summary_counts_goals_tails_and_maze_coverage(generated):
+    from iqlkit.data import load_minari
+    from iqlkit.plots.antmaze import dataset_maps, maze_task
+    from iqlkit.plots.dataset import data_summary, episode_table
+
+    summary = data_summary(generated, maze_task(dataset_maps(generated)[0]))
+    table = episode_table(generated)
+    assert summary["episodes"] == 7 and summary["steps"] == 4400
+    assert summary["reach_goal"] == np.mean(table["first_success"] >= 0)
+    kept = len(load_minari(generated, terminate_on_success=True, verbose=False))
+    assert summary["before_goal"] == kept / 4400 < 1  # what the relabelling keeps: the tail goes
+    assert 0.5 <= summary["floor_visited"] <= 1  # umaze-play walks from D4RL's start round the wall to its goal
+
+
 def test_generation_is_seeded_per_episode_not_per_worker(generated, monkeypatch, tmp_path):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     short = antmaze.generate("umaze", "play", n_steps=100, seed=0, workers=1, ref_episodes=0)

@@ -62,3 +62,14 @@ def test_the_evaluation_env_is_a_pointmaze_task_or_any_factory():
     assert env_factory("umaze").args == factory.args
     with pytest.raises(ValueError, match="unknown PointMaze task 'antmaze'.*env factory"):
         env_factory("antmaze")
+
+
+def test_results_written_as_csv_read_back_as_the_same_runs(tmp_path):
+    import gzip
+
+    runs = [compare.Run("iql", 0, 0.5, [{"step": 10, "success_rate": 0.25}, {"step": 20, "success_rate": 0.5}]),
+            compare.Run("bc", 2, 0.0, [{"step": 10, "success_rate": 0.125}, {"step": 20, "success_rate": 0.0}])]
+    path = compare.write_results(runs, tmp_path / "results.csv")
+    assert compare.read_results(path) == runs
+    (tmp_path / "results.csv.gz").write_bytes(gzip.compress(path.read_bytes()))
+    assert compare.read_results(tmp_path / "results.csv.gz") == runs

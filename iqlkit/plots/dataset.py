@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from iqlkit.maze import first_success
+from iqlkit.maze import MazeTask, first_success
 
 
 def episode_table(dataset) -> dict[str, np.ndarray]:
@@ -28,6 +28,25 @@ def positions(dataset, max_points: int = 200_000) -> np.ndarray:
         if sum(len(p) for p in points) >= max_points:
             break
     return np.concatenate(points)[:max_points]
+
+
+def data_summary(dataset, task: MazeTask | None = None) -> dict[str, float]:
+    """Episodes, steps, the share of episodes that reach their goal, the share of steps up to each first success
+    (1 - the sitting-at-goal tail: what terminate_on_success keeps) and, given the maze, the share of its floor cells
+    the data visits."""
+    table = episode_table(dataset)
+    success = table["first_success"] >= 0
+    steps = int(table["length"].sum())
+    tail = int(np.where(success, table["length"] - table["first_success"] - 1, 0).sum())
+    summary = {"episodes": len(table["length"]), "steps": steps, "mean_length": float(table["length"].mean()),
+               "reach_goal": float(success.mean()), "before_goal": (steps - tail) / steps}
+    if task is not None:
+        cells = task.xy_cell(positions(dataset, max_points=steps))
+        floor = task.walls() == 0
+        visited = np.zeros_like(floor)
+        visited[cells[:, 0], cells[:, 1]] = True
+        summary["floor_visited"] = float((visited & floor).sum() / floor.sum())
+    return summary
 
 
 def inspect_dataset(dataset, title: str | None = None) -> Figure:
