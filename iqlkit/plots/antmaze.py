@@ -139,7 +139,7 @@ def data_vs_eval_figure(data_map: Sequence[Sequence], eval_map: Sequence[Sequenc
     differ = maze_task(data_map).walls() != maze_task(eval_map).walls()
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
     for ax, maze_map, title in ((axes[0], data_map, f"the data's maze: {len(xy):,} visited x-y"),
-                                (axes[1], eval_map, "Minari's evaluation maze ('r' to 'g')")):
+                                (axes[1], eval_map, "the dataset's evaluation maze ('r' to 'g')")):
         draw_map(ax, maze_map)
         for k, cell in enumerate(np.argwhere(differ)):
             ax.add_patch(cell_square(maze_task(maze_map), cell, fill=False, hatch="//", ec="tab:orange", lw=1.5,
