@@ -198,7 +198,7 @@ def make_data(args: argparse.Namespace) -> None:
             ds = antmaze.record(antmaze.eval_name(maze, "play"), n_steps=args.data_steps or 200_000, seed=args.seed)
         else:
             ds = antmaze.generate(maze, mode, n_steps=args.data_steps or 1_000_000, seed=args.seed,
-                                  workers=args.workers)
+                                  workers=args.workers, ref_episodes=args.ref_episodes)
     else:
         ds = datagen.pointmaze(args.task, args.mode or "stitch", n_steps=args.data_steps or 200_000, seed=args.seed)
     print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps:,} steps in {time.time() - start:.0f} s")
@@ -401,6 +401,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--data-steps", type=positive_int,
                    help="steps (default: 1,000,000 for AntMaze play/diverse, else 200,000)")
     m.add_argument("--workers", type=int, help="AntMaze play/diverse: worker processes (default: one per core)")
+    m.add_argument("--ref-episodes", type=int, default=100,
+                   help="AntMaze play/diverse: episodes of the noiseless ant that set ref_max_score (0: no scores)")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(run=make_data)
     c = sub.add_parser("controller", help="the ant controller that walks the kit's AntMaze data: train, check")

@@ -210,3 +210,21 @@ def test_cli_make_data_random_mode_keeps_the_plumbing_recorder(monkeypatch, tmp_
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     main(["make-data", "--task", "antmaze-umaze", "--mode", "random", "--data-steps", "300"])
     assert "wrote iqlkit/antmaze-umaze/recorded-v0: 1 episodes, 300 steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("maze", sorted(antmaze.TASKS))
+@pytest.mark.parametrize("mode", ["play", "diverse"])
+def test_cli_makes_each_of_the_six_datasets_and_trains_on_it(maze, mode, monkeypatch, tmp_path, capsys):
+    from iqlkit.cli import main
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    main(["make-data", "--task", f"antmaze-{maze}", "--mode", mode, "--data-steps", "150", "--workers", "1",
+          "--ref-episodes", "0"])
+    dataset_id = f"iqlkit/antmaze-{maze}-{mode}-v0"
+    assert f"wrote {dataset_id}: 1 episodes, 150 steps" in capsys.readouterr().out
+    data = load_minari(dataset_id, verbose=False)
+    assert (len(data), data.obs_dim) == (150, 2 + 27 + 2)  # position, observation, goal: as a download loads
+    main(["train", "--dataset", dataset_id, "--steps", "4", "--eval-every", "4", "--eval-episodes", "1",
+          "--final-episodes", "1", "--eval-envs", "1", "--out", str(tmp_path / "run"), "--no-fast"])
+    out = capsys.readouterr().out
+    assert f"of 150 transitions from {dataset_id}" in out and antmaze.dataset_name(dataset_id) in out
