@@ -221,7 +221,8 @@ def test_cli_makes_each_of_the_six_datasets_and_trains_on_it(maze, mode, monkeyp
     main(["make-data", "--task", f"antmaze-{maze}", "--mode", mode, "--data-steps", "150", "--workers", "1",
           "--ref-episodes", "0"])
     dataset_id = f"iqlkit/antmaze-{maze}-{mode}-v0"
-    assert f"wrote {dataset_id}: 1 episodes, 150 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"wrote {dataset_id}: 1 episodes, 150 steps" in out and "of the floor cells visited" in out
     data = load_minari(dataset_id, verbose=False)
     assert (len(data), data.obs_dim) == (150, 2 + 27 + 2)  # position, observation, goal: as a download loads
     main(["train", "--dataset", dataset_id, "--steps", "4", "--eval-every", "4", "--eval-episodes", "1",
