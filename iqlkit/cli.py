@@ -194,15 +194,17 @@ def make_data(args: argparse.Namespace) -> None:
 
     start = time.time()
     maze, mode = args.task.removeprefix("antmaze-"), args.mode
-    if args.task.startswith("antmaze-") and mode == "random":
-        ds = antmaze.record(antmaze.eval_name(maze, "play"), n_steps=args.data_steps or 200_000, seed=args.seed)
-    elif args.task.startswith("antmaze-"):
+    ant = args.task.startswith("antmaze-")
+    walked = ant and mode != "random"  # the trained ant's AntMaze data (play or diverse)
+    if walked:
         ds = antmaze.generate(maze, mode or "play", n_steps=args.data_steps or 1_000_000, seed=args.seed,
                               workers=args.workers, ref_episodes=args.ref_episodes)
+    elif ant:
+        ds = antmaze.record(antmaze.eval_name(maze, "play"), n_steps=args.data_steps or 200_000, seed=args.seed)
     else:
         ds = datagen.pointmaze(args.task, mode or "stitch", n_steps=args.data_steps or 200_000, seed=args.seed)
     print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps:,} steps in {time.time() - start:.0f} s")
-    if args.task.startswith("antmaze-") and mode != "random":
+    if walked:
         got = data_summary(ds, antmaze.TASKS[maze])
         print(f"{got['reach_goal']:.0%} of episodes reach their goal, {got['before_goal']:.0%} of the steps come up to "
               f"the first success (the rest sit at the goal), {got['floor_visited']:.0%} of the floor cells visited")
