@@ -24,7 +24,8 @@ from iqlkit.assign.sandbox import Kernel
 
 GRACE_S = 10.0  # how long an interrupted cell may take to stop
 MAX_OUTPUT = 2_000_000  # characters of output kept per cell for the feedback notebook
-RESTORED = re.compile(r"[A-Za-z ]{1,30}")  # what the kernel reports it restored: short words (it is not trusted)
+# what the kernel reports it restored: a kind in short words, then the object and attribute (it is not trusted)
+RESTORED = re.compile(r"[A-Za-z ]{1,30}( \([A-Za-z_][A-Za-z0-9_.]{0,100}\))?")
 DIED = "the kernel died (os._exit, a crash or no memory)"
 
 

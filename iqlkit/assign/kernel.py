@@ -7,7 +7,10 @@ loaded module's functions and classes, the methods of those classes, sys.path an
 hooks, transformers and event callbacks, the kernel's handlers. A request the grader marks as a check (message
 metadata `iqlkit_check`) first puts all of that back, before the kernel even looks up its handler; it also re-binds
 the imported names in the user namespace, forgets kit modules that only the submission imported and clears trace
-functions. The reply's metadata (`iqlkit_restored`) says which kinds of things had changed. Code the submission runs
+functions. The reply's metadata (`iqlkit_restored`) says which kinds of things had changed, each with the object and
+attribute it found changed (`kernel objects (OutStream.write)`), so that an instructor can tell a cheat from a change
+of the Jupyter stack. What the kernel does by itself is not a change: IPython 9 rebinds `sys.stdout.write` to the
+stream's own method after every cell (`InteractiveShell._tee`), which is what the class gives anyway. Code the submission runs
 *during* a check can still change what the rest of that check uses: the grader flags such code for review
 (`iqlkit.assign.tamper`).
 """
@@ -87,11 +90,15 @@ class Snapshot:
                             for _, namespace, code in self.modules.values() for cls in code.values()
                             if isinstance(cls, type) and cls.__flags__ & HEAP and not cls.__flags__ & IMMUTABLE
                             and namespace.get("__name__") == cls.__dict__.get("__module__")]
-        self.sys_lists = [(lst, list(lst)) for lst in (sys.path, sys.meta_path, sys.path_hooks)]
         manager = shell.input_transformer_manager
-        self.transformer_lists = [(lst, list(lst)) for lst in (
-            shell.input_transformers_post, shell.ast_transformers, manager.cleanup_transforms, manager.line_transforms,
-            manager.token_transformers)]
+        self.lists = [(kind, name, lst, list(lst)) for kind, name, lst in (
+            ("library modules", "sys.path", sys.path), ("library modules", "sys.meta_path", sys.meta_path),
+            ("library modules", "sys.path_hooks", sys.path_hooks),
+            ("input transformers", "input_transformers_post", shell.input_transformers_post),
+            ("input transformers", "ast_transformers", shell.ast_transformers),
+            ("input transformers", "cleanup_transforms", manager.cleanup_transforms),
+            ("input transformers", "line_transforms", manager.line_transforms),
+            ("input transformers", "token_transformers", manager.token_transformers))]
         self.objects = [(kind, obj, dict(vars(obj)), dict(getattr(obj, "_trait_values", {})))
                         for kind, objects in _objects(shell).items() for obj in objects]
         self.events = {name: list(callbacks) for name, callbacks in shell.events.callbacks.items()}
@@ -102,40 +109,41 @@ class Snapshot:
         self.kit = tuple(p for name in KIT if name in sys.modules for p in sys.modules[name].__path__)
 
     def restore(self) -> set[str]:
-        """Put the recorded state back; return the kinds of things that had changed."""
+        """Put the recorded state back; return what had changed, as `kind (owner.attribute)`."""
         changed: set[str] = set()
         for name, (module, namespace, code) in self.modules.items():
             kind = ("builtins" if name == "builtins" else "check helpers" if name == "iqlkit.assign.checks"
                     else "library modules")
             if sys.modules.get(name) is not module:
                 sys.modules[name] = module
-                changed.add(kind)
-            if self._put_back(namespace, code, self.builtin_names.__contains__, namespace.__setitem__, namespace.pop):
-                changed.add(kind)
+                changed.add(f"{kind} (sys.modules)")
+            keys = self._put_back(namespace, code, self.builtin_names.__contains__, namespace.__setitem__,
+                                  namespace.pop)
+            changed.update(f"{kind} ({name}.{key})" for key in keys)
         for cls, namespace, code in self.classes:
-            if self._put_back(namespace, code, partial(_inherited, cls), partial(type.__setattr__, cls),
-                              partial(type.__delattr__, cls)):
-                changed.add("classes")
-        for kind, lists in (("library modules", self.sys_lists), ("input transformers", self.transformer_lists)):
-            for lst, items in lists:
-                if len(lst) != len(items) or any(a is not b for a, b in zip(lst, items)):
-                    lst[:] = items
-                    changed.add(kind)
+            keys = self._put_back(namespace, code, partial(_inherited, cls), partial(type.__setattr__, cls),
+                                  partial(type.__delattr__, cls))
+            changed.update(f"classes ({cls.__qualname__}.{key})" for key in keys)
+        for kind, name, lst, items in self.lists:
+            if len(lst) != len(items) or any(a is not b for a, b in zip(lst, items)):
+                lst[:] = items
+                changed.add(f"{kind} ({name})")
         self._forget_kit_modules()
         for kind, obj, attributes, traits in self.objects:
-            if _restore_attributes(obj, vars(obj), attributes) | _restore_attributes(
-                    obj, getattr(obj, "_trait_values", {}), traits):
-                changed.add(kind)
+            keys = (_restore_attributes(obj, vars(obj), attributes)
+                    + _restore_attributes(obj, getattr(obj, "_trait_values", {}), traits))
+            changed.update(f"{kind} ({type(obj).__name__}.{key})" for key in keys)
         for table, recorded in self.handlers:
-            if table.keys() != recorded.keys() or any(table[k] is not v for k, v in recorded.items()):
+            keys = sorted(set(table) ^ set(recorded) | {k for k in recorded if table.get(k) is not recorded[k]})
+            if keys:
                 table.clear()
                 table.update(recorded)
-                changed.add("kernel objects")
+                changed.update(f"kernel objects (handlers.{key})" for key in keys)
         for name, callbacks in self.shell.events.callbacks.items():
             kept = [cb for cb in callbacks if cb in self.events.get(name, ()) or self._from_library(cb)]
             if len(kept) != len(callbacks):
                 callbacks[:] = kept
-                changed.add("event callbacks")
+                changed.add(f"event callbacks ({name})")
         if sys.gettrace() is not None or sys.getprofile() is not None:
             changed.add("trace function")
         sys.settrace(None)
@@ -149,7 +157,7 @@ class Snapshot:
         for name, value in self.names.items():
             if user_ns.get(name, MISSING) is not value:
                 user_ns[name] = value
-                changed.add("check helpers" if name.startswith("check_") else "namespace imports")
+                changed.add(f"{'check helpers' if name.startswith('check_') else 'namespace imports'} ({name})")
         return changed
 
     def _forget_kit_modules(self) -> None:
@@ -160,17 +168,17 @@ class Snapshot:
             if parent in self.modules:
                 self.modules[parent][1].pop(child, None)
 
-    def _put_back(self, namespace: Mapping, code: dict, shadows: Callable, put: Callable, drop: Callable) -> bool:
+    def _put_back(self, namespace: Mapping, code: dict, shadows: Callable, put: Callable, drop: Callable) -> list[str]:
         """Put back the recorded entries of a module's or class's namespace and drop new callables that shadow a
         builtin or an inherited attribute (`shadows(name)`), except those of installed libraries (recorded from then
-        on); whether anything was put back."""
-        changed = False
+        on); the names put back or dropped."""
+        changed = []
         for key in [k for k, v in namespace.items() if k not in code and callable(v) and shadows(k)]:
             if self._from_library(namespace[key]):
                 code[key] = namespace[key]
             else:
                 drop(key)
-                changed = True
+                changed.append(key)
         for key, value in code.items():
             now = namespace.get(key, MISSING)
             if now is not value:
@@ -178,7 +186,7 @@ class Snapshot:
                     code[key] = now
                 else:
                     put(key, value)
-                    changed = True
+                    changed.append(key)
         return changed
 
     def _from_library(self, value: object) -> bool:
@@ -197,18 +205,25 @@ class Snapshot:
         return isinstance(filename, str) and filename.startswith(self.libraries) and not filename.startswith(self.kit)
 
 
-def _restore_attributes(obj: object, current: dict, recorded: dict) -> bool:
-    """Put back an object's recorded attributes (not plain data); drop new methods that shadow its class's."""
-    changed = False
+def _own_method(obj: object, key: str, value: object) -> bool:
+    """Whether `value` is `obj`'s own class method `key` bound to `obj`: what `obj.key` gives without it."""
+    return (type(value) is types.MethodType and value.__self__ is obj
+            and value.__func__ is getattr(type(obj), key, None))
+
+
+def _restore_attributes(obj: object, current: dict, recorded: dict) -> list[str]:
+    """Put back an object's recorded attributes (not plain data); drop new methods that shadow its class's (but not
+    its own class method bound to it, as IPython leaves `sys.stdout.write`); the names put back or dropped."""
+    changed = []
     for key, value in recorded.items():
         kept = not isinstance(value, DATA) or "transform" in key  # transformer lists: the same list object
         if kept and key not in CHANGING and current.get(key, MISSING) is not value:
             current[key] = value
-            changed = True
-    for key in [k for k, v in current.items()
-                if k not in recorded and k not in CHANGING and callable(v) and hasattr(type(obj), k)]:
+            changed.append(key)
+    for key in [k for k, v in current.items() if k not in recorded and k not in CHANGING and callable(v)
+                and hasattr(type(obj), k) and not _own_method(obj, k, v)]:
         del current[key]
-        changed = True
+        changed.append(key)
     return changed
 
 
