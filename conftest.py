@@ -92,6 +92,40 @@ def pytest_runtest_call(item):
                     f"(~/.minari by default): set MINARI_DATASETS_PATH to a temporary folder before making datasets")
 
 
+# what the kit depends on, as pip resolved it: printed at the top of every run, so that a failure after an upgrade
+# (a new ipykernel, another BLAS kernel under the simulated ant) names its cause in the log
+STACK = ("torch", "numpy", "gymnasium", "gymnasium-robotics", "mujoco", "minari", "stable-baselines3", "matplotlib",
+         "ipykernel", "ipython", "jupyter_client", "pyzmq", "tornado", "traitlets", "nbclient", "nbformat", "nbgrader",
+         "nbval", "ipywidgets", "ray")
+
+
+def resolved_stack() -> list[str]:
+    """'name version' of each package in STACK that is installed, then the CPU and the BLAS kernels numpy uses."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in STACK:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
+    from threadpoolctl import threadpool_info
+
+    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})" for i in threadpool_info()
+            if i.get("user_api") == "blas"]
+    return [", ".join(found), f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                              f"BLAS: {'; '.join(blas) or 'unknown'}"]
+
+
+def pytest_report_header(config):
+    """The resolved versions of the stack, the CPU and its BLAS kernels, at the top of the run (issue 21)."""
+    return ["resolved: " + line for line in resolved_stack()]
+
+
 _reported: dict[str, float] = {}
 
 
