@@ -246,16 +246,19 @@ def maze_success(weights: str, name: str, seed: int, noise: float) -> bool:
 
 def check_controller(weights: str | Path = WEIGHTS, episodes: int = 100, steps: int = 1000,
                      workers: int | None = None, seed: int = 0) -> dict[str, float]:
-    """The controller's acceptance figures (controller.TARGETS): mean speed along the command and the fraction of
-    `steps`-step episodes that fall (direction_env, noise 0.2); success from D4RL's start in umaze (noise 0 and
-    0.2) and medium (noise 0.2 and 0), `episodes` episodes each."""
+    """The controller's acceptance figures (controller.TARGETS): mean speed along the command, the fraction of
+    `steps`-step episodes that fall (tip past horizontal) and, reported beside them, that bounce above 1 m upright
+    (direction_env, noise 0.2); success from D4RL's start in umaze (noise 0 and 0.2) and medium (noise 0.2 and 0),
+    and in large (noise 0.2, reported), `episodes` episodes each."""
     weights = str(weights)
+    Controller(weights)  # a missing or corrupt file is named before any worker starts
     walks = process_map(direction_episode, [(weights, seed + i, steps, NOISE) for i in range(episodes)], workers,
                         "controller check: walking")
-    speed, falls = np.array(walks, dtype=float).T
-    figures = {"speed": float(speed.mean()), "fall_rate": float(falls.mean())}
+    speed, falls, bounces = np.array(walks, dtype=float).T
+    figures = {"speed": float(speed.mean()), "fall_rate": float(falls.mean()), "bounce_rate": float(bounces.mean())}
     for name, noise, key in (("umaze", 0.0, "umaze_success"), ("umaze", NOISE, "umaze_success_noise"),
-                             ("medium-play", NOISE, "medium_success_noise"), ("medium-play", 0.0, "medium_success")):
+                             ("medium-play", NOISE, "medium_success_noise"), ("medium-play", 0.0, "medium_success"),
+                             ("large-play", NOISE, "large_success_noise")):
         figures[key] = float(np.mean(process_map(maze_success, [(weights, name, seed + i, noise) for i in range(episodes)],
                                                 workers, f"controller check: {key}")))
     return figures | {"episodes": episodes, "episode_steps": steps}

@@ -214,7 +214,8 @@ def controller_train(args: argparse.Namespace) -> None:
     """Train the AntMaze ant controller with SAC (resumable); write its weights and how they were made."""
     from iqlkit.controller import train
 
-    path = train(args.out, steps=args.steps, seed=args.seed, n_envs=args.n_envs, hidden=tuple(args.hidden))
+    path = train(args.out, steps=args.steps, seed=args.seed, n_envs=args.n_envs, hidden=tuple(args.hidden),
+                 updates_per_step=args.updates_per_step, gamma=args.gamma)
     print(f"wrote {path} (the weights and how they were made); check it with: python -m iqlkit controller check "
           f"--weights {path} --save")
 
@@ -416,9 +417,11 @@ def parser() -> argparse.ArgumentParser:
     ct = csub.add_parser("train", help="SAC on Ant-v5 with commanded directions (resumable; needs "
                                        "stable-baselines3: pip install 'iqlkit[controller]')")
     ct.add_argument("--out", default="runs/controller", help="checkpoints, log.csv and the exported weights")
-    ct.add_argument("--steps", type=int, default=1_200_000, help="env steps (updates: steps / n-envs)")
-    ct.add_argument("--n-envs", type=int, default=4, help="envs stepped together per gradient step")
-    ct.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
+    ct.add_argument("--steps", type=int, default=3_000_000, help="env steps")
+    ct.add_argument("--n-envs", type=int, default=4, help="envs stepped together")
+    ct.add_argument("--updates-per-step", type=float, default=0.5, help="gradient steps per env step")
+    ct.add_argument("--gamma", type=float, default=0.99, help="SAC's discount")
+    ct.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     ct.add_argument("--seed", type=int, default=0)
     ct.set_defaults(run=controller_train)
     cc = csub.add_parser("check", help="speed, falls and maze success of the controller (default: the shipped one)")

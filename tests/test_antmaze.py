@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -93,11 +95,21 @@ MINARI_INFOS = {"success": ((), np.bool_), "qpos": ((15,), np.float64), "qvel": 
                 "goal": ((2,), np.float64)}
 
 
+# The ant is a chaotic simulation: on another CPU, where another BLAS kernel rounds its numpy matmuls differently, the
+# same seed walks another trajectory. So what the generated data shows of the ant is asserted over several episodes,
+# with margins measured here: 144 umaze-play episodes of the shipped ant, 48 seeds under each of three OpenBLAS
+# kernels (OPENBLAS_CORETYPE Haswell, this CPU's; Sandybridge; Prescott), standing in for other CPUs (2026-12-04):
+# goal reached in 0.67, 0.69 and 0.79 of the episodes; walked 35.3 m per episode (sd 13.6 m, a random ant: about
+# 1 m); after its first success 0.52 of the steps at the goal (sd 0.21 over episodes). What does not depend on
+# the simulation (the schema, the goals, the cut at the first success, the same bytes from the same seed) is exact.
+FULL = 16  # full 700-step episodes in the generated data, then one of 200 steps
+
+
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-        yield antmaze.generate("umaze", "play", n_steps=4400, seed=0, workers=2, ref_episodes=2)
+        yield antmaze.generate("umaze", "play", n_steps=FULL * 700 + 200, seed=0, workers=2, ref_episodes=2)
 
 
 def test_generated_data_has_minaris_antmaze_schema_field_by_field(generated):
@@ -107,7 +119,7 @@ def test_generated_data_has_minaris_antmaze_schema_field_by_field(generated):
     assert generated.observation_space == minaris_env.observation_space
     assert generated.action_space == minaris_env.action_space == gym.spaces.Box(-1, 1, (8,), np.float32)
     episodes = list(generated.iterate_episodes())
-    assert [len(ep.rewards) for ep in episodes] == [700] * 6 + [200]  # time-outs at 700; 4,400 steps in all
+    assert [len(ep.rewards) for ep in episodes] == [700] * FULL + [200]  # time-outs at 700, then the rest
     for ep in episodes:
         n = len(ep.rewards)
         shapes = {k: (n + 1, d) for k, d in MINARI_OBSERVATIONS.items()}
@@ -129,24 +141,35 @@ def test_generated_data_has_minaris_antmaze_schema_field_by_field(generated):
     kits = antmaze.make_eval_env("umaze").spec
     assert (eval_env.spec.id, eval_env.spec.kwargs, eval_env.spec.max_episode_steps) == (
         kits.id, kits.kwargs, kits.max_episode_steps)
-    meta = generated.storage.metadata
-    assert meta["ref_min_score"] == 0 and 100 < meta["ref_max_score"] < 700  # the noiseless ant sits at the goal
+    meta = generated.storage.metadata  # ref_max_score: the mean return of the noiseless ant's reference episodes
+    weights = str(antmaze.WEIGHTS)
+    assert meta["ref_min_score"] == 0 and meta["num_episodes_average_score"] == 2
+    assert meta["ref_max_score"] == np.mean([antmaze.eval_return(weights, "umaze", seed) for seed in (0, 1)])
+
+
+def binomial_floor(p: float, n: int, measured_over: int, sds: float = 4.0) -> float:
+    """The lowest success share of n episodes that a success rate p, itself measured over `measured_over` episodes,
+    explains: p - sds x sqrt(p (1 - p) (1/n + 1/measured_over))."""
+    return p - sds * np.sqrt(p * (1 - p) * (1 / n + 1 / measured_over))
 
 
 def test_generated_ant_walks_to_its_goal_and_keeps_it(generated):
     task = antmaze.TASKS["umaze"]
-    reached = 0
-    for ep in list(generated.iterate_episodes())[:6]:  # the full episodes
+    episodes = list(generated.iterate_episodes())[:FULL]
+    paths, reached, at_goal = [], [], []
+    for ep in episodes:
         xy, goal = ep.observations["achieved_goal"], ep.observations["desired_goal"]
         assert np.ptp(goal, axis=0).max() == 0  # one goal per episode, kept once reached
         assert tuple(task.xy_cell(xy[0])) == task.start and tuple(task.xy_cell(goal[0])) == task.goal
-        assert np.linalg.norm(np.diff(xy, axis=0), axis=1).sum() > 10  # the ant walks (a random one: about 1 m)
-        if ep.rewards.max() > 0:
-            reached += 1
-            first = int(np.argmax(ep.rewards))
-            assert first < 600  # 24 m of corridor from the start within 30 s
-            assert np.mean(ep.rewards[first:]) > 0.3  # and it stays around the goal (continuing task)
-    assert reached >= 3  # the shipped controller's check: 69% of umaze episodes with the data's noise (4 of 6 here)
+        paths.append(np.linalg.norm(np.diff(xy, axis=0), axis=1).sum())
+        reached.append(ep.rewards.max() > 0)
+        if reached[-1]:
+            at_goal.append(np.mean(ep.rewards[int(np.argmax(ep.rewards)):]))
+    assert np.mean(paths) > 10, paths  # the ant walks: measured 35.3 m, sd of a mean of 16 about 3.4 m
+    acceptance = json.loads(antmaze.WEIGHTS.read_text())["acceptance"]  # the ant's check: 100 umaze episodes
+    floor = binomial_floor(acceptance["umaze_success_noise"], FULL, acceptance["episodes"])
+    assert np.mean(reached) >= floor, (np.mean(reached), floor)
+    assert np.mean(at_goal) > 0.2, at_goal  # it stays around the goal (continuing task): measured 0.52, sd 0.21
 
 
 def test_data_summary_counts_goals_tails_and_maze_coverage(generated):
@@ -156,10 +179,10 @@ def test_data_summary_counts_goals_tails_and_maze_coverage(generated):
 
     summary = data_summary(generated, maze_task(dataset_maps(generated)[0]))
     table = episode_table(generated)
-    assert summary["episodes"] == 7 and summary["steps"] == 4400
+    assert summary["episodes"] == FULL + 1 and summary["steps"] == FULL * 700 + 200
     assert summary["reach_goal"] == np.mean(table["first_success"] >= 0)
     kept = len(load_minari(generated, terminate_on_success=True, verbose=False))
-    assert summary["before_goal"] == kept / 4400 < 1  # what the relabelling keeps: the tail goes
+    assert summary["before_goal"] == kept / summary["steps"] < 1  # what the relabelling keeps: the tail goes
     assert 0.5 <= summary["floor_visited"] <= 1  # umaze-play walks from D4RL's start round the wall to its goal
 
 
@@ -200,8 +223,9 @@ def test_cli_trains_on_generated_antmaze_through_the_downloaded_data_path(genera
     main(["train", "--dataset", "iqlkit/antmaze-umaze-play-v0", "--steps", "20", "--eval-every", "20",
           "--eval-episodes", "2", "--final-episodes", "2", "--eval-envs", "2", "--out", str(tmp_path), "--no-fast"])
     out = capsys.readouterr().out
-    assert "of 4,400 transitions from iqlkit/antmaze-umaze-play-v0" in out  # read as a downloaded dataset
-    assert "4 episodes cut at their first success" in out and "normalised score" in out
+    assert f"of {FULL * 700 + 200:,} transitions from iqlkit/antmaze-umaze-play-v0" in out  # read as a download
+    reached = sum(ep.rewards.max() > 0 for ep in generated.iterate_episodes())
+    assert f"{reached} episodes cut at their first success" in out and "normalised score" in out
 
 
 def test_cli_make_data_random_mode_keeps_the_plumbing_recorder(monkeypatch, tmp_path, capsys):
