@@ -31,7 +31,7 @@ def ensure_builtin(dataset_id: str, n_steps: int) -> None:
     """Generate one of the kit's own datasets (PointMaze, recorded AntMaze) if it is not on disk yet."""
     import minari
 
-    from iqlkit import antmaze, datagen
+    from iqlkit.envs import antmaze, datagen
 
     if not dataset_id.startswith("iqlkit/") or dataset_id in minari.list_local_datasets():
         return
@@ -42,7 +42,7 @@ def ensure_builtin(dataset_id: str, n_steps: int) -> None:
     elif dataset_id.startswith("iqlkit/antmaze-"):
         antmaze.record(antmaze.dataset_name(dataset_id), n_steps=n_steps, dataset_id=dataset_id)
     else:
-        from iqlkit.pointmaze import TASKS
+        from iqlkit.envs.pointmaze import TASKS
 
         task, _, mode = dataset_id.removeprefix("iqlkit/pointmaze-").removesuffix("-v0").partition("/")
         if not dataset_id.startswith("iqlkit/pointmaze-") or task not in TASKS or mode not in ("navigate", "stitch"):
@@ -53,27 +53,26 @@ def ensure_builtin(dataset_id: str, n_steps: int) -> None:
 
 
 def eval_env_maker(args: argparse.Namespace, dataset):
-    """The dataset's evaluation env as a no-argument maker: the kit's AntMaze one (iqlkit.antmaze), else the
+    """The dataset's evaluation env as a no-argument maker: the kit's AntMaze one (iqlkit.envs.antmaze), else the
     dataset's own (`recover_environment(eval_env=True)`)."""
     from functools import partial
 
-    from iqlkit.antmaze import eval_env_factory
+    from iqlkit.envs.antmaze import eval_env_factory
 
     return (eval_env_factory(args.dataset, dataset, minari_eval=args.minari_eval) if "antmaze" in args.dataset
             else partial(dataset.recover_environment, eval_env=True))
 
 
 def load_for_training(args: argparse.Namespace) -> tuple:
-    """What `train`, `sweep` and `finetune` share: (dataset, preset name, transitions, evaluate(act, episodes) ->
+    """What `train`, `finetune`, `sweep` and `compare` share: (dataset, transitions, evaluate(act, episodes) ->
     scores)."""
     from functools import partial
 
-    from iqlkit.data import flatten_observations, load_minari, open_minari
-    from iqlkit.evaluate import evaluate, reference_scores
+    from iqlkit.envs.data import flatten_observations, load_minari, open_minari
+    from iqlkit.envs.evaluate import evaluate, reference_scores
 
     ensure_builtin(args.dataset, args.data_steps)
     dataset = open_minari(args.dataset)
-    preset = args.preset or default_preset(args.dataset)
     data = load_minari(dataset, goal_conditioned=not args.no_goal, terminate_on_success=not args.keep_tail)
     make_env = eval_env_maker(args, dataset)
     references = reference_scores(dataset)
@@ -83,7 +82,7 @@ def load_for_training(args: argparse.Namespace) -> tuple:
         return evaluate(act, make_env, n_episodes=episodes, n_envs=args.eval_envs, seed=args.seed, obs_fn=obs_fn,
                         references=references, vector=args.vector).summary()
 
-    return dataset, preset, data, evaluate_act
+    return dataset, data, evaluate_act
 
 
 def run_name(preset: str, overrides: dict, seed: int) -> str:
@@ -93,48 +92,62 @@ def run_name(preset: str, overrides: dict, seed: int) -> str:
     return "-".join([preset, *(f"{short.get(k, k)}{v:g}" for k, v in sorted(overrides.items())), f"seed{seed}"])
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Load (or make) the dataset, train IQL with evaluation, save the run, print the final scores."""
-    import torch
+def draw_curves(out: Path) -> None:
+    """curves.png in a run folder: its log.csv's losses and scores against steps (iqlkit.plots.training)."""
+    import matplotlib.pyplot as plt
 
-    from iqlkit.device import resolve_device
-    from iqlkit.iql import IQLConfig
-    from iqlkit.train import fit
+    from iqlkit.engine.runfolder import read_log
+    from iqlkit.plots.training import training_curves
 
-    device = resolve_device(args.device)  # a bad device fails now, not after minutes of loading
-    if args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-    overrides = {k: v for k, v in (("tau", args.tau), ("beta", args.beta), ("max_steps", args.steps)) if v is not None}
-    config = IQLConfig.preset(args.preset or default_preset(args.dataset), **overrides)  # bad values fail now too
-    dataset, preset, data, evaluate_act = load_for_training(args)
-    out = Path(args.out) / args.dataset.replace("/", "_") / run_name(preset, overrides, args.seed)
+    fig = training_curves(read_log(out))
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
 
-    def eval_fn(agent, episodes: int = args.eval_episodes) -> dict[str, float]:
-        return evaluate_act(agent.act, episodes)
 
-    print(f"training IQL ({preset}: tau={config.tau}, beta={config.beta}) for {config.max_steps:,} steps on "
-          f"{device}; run folder {out}")
-    agent = fit(data, config, seed=args.seed, device=str(device), eval_fn=eval_fn, eval_every=args.eval_every,
-                log_dir=out, fast=args.fast, compile=args.compile, dataset=args.dataset)
-    final = eval_fn(agent, args.final_episodes)
-    (out / "final.json").write_text(json.dumps({"dataset": args.dataset, "preset": preset, "seed": args.seed,
-                                                "steps": agent.steps, "config": config.to_dict(), **final},
-                                               indent=2))
+def finish(args: argparse.Namespace, out: Path, agent, evaluate_act, record: dict) -> dict:
+    """The end of `train` and `finetune`: curves.png, the final evaluation (final.json with `record`), printed."""
+    draw_curves(out)
+    final = evaluate_act(agent.act, args.final_episodes)
+    (out / "final.json").write_text(json.dumps({**record, **final}, indent=2))
     print(f"success rate over {args.final_episodes} episodes: {final['success_rate']:.2f}" +
           (f", normalised score {final['normalized_score']:.1f}" if "normalized_score" in final else ""))
     return final
 
 
+def train(args: argparse.Namespace) -> dict:
+    """Load (or make) the dataset, train IQL with evaluation, save the run, print the final scores."""
+    import torch
+
+    from iqlkit.engine.device import resolve_device
+    from iqlkit.engine.iql import IQLConfig
+    from iqlkit.engine.train import fit_many
+
+    device = resolve_device(args.device)  # a bad device fails now, not after minutes of loading
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    overrides = {k: v for k, v in (("tau", args.tau), ("beta", args.beta), ("max_steps", args.steps)) if v is not None}
+    config = IQLConfig.preset(args.preset, **overrides)  # bad values fail now too
+    dataset, data, evaluate_act = load_for_training(args)
+    out = Path(args.out) / args.dataset.replace("/", "_") / run_name(args.preset, overrides, args.seed)
+    print(f"training IQL ({args.preset}: tau={config.tau}, beta={config.beta}) for {config.max_steps:,} steps on "
+          f"{device}; run folder {out}")
+    agent, _ = fit_many(data, config, [args.seed], device=str(device), eval_fn=lambda a: evaluate_act(a.act),
+                        eval_every=args.eval_every, log_dir=out, fast=args.fast, compile=args.compile,
+                        dataset=args.dataset, agent_columns=False)  # one agent: the log without agent columns
+    return finish(args, out, agent, evaluate_act, {"dataset": args.dataset, "preset": args.preset, "seed": args.seed,
+                                                   "steps": agent.steps, "config": config.to_dict()})
+
+
 def finetune(args: argparse.Namespace) -> dict:
-    """Offline IQL from scratch (or a `train` run's checkpoint: --from), then online fine-tuning (iqlkit.online); save
-    the run, print the final scores."""
+    """Offline IQL from scratch (or a `train` run's checkpoint: --from), then online fine-tuning
+    (iqlkit.engine.online); save the run, print the final scores."""
     from functools import partial
 
-    from iqlkit.data import flatten_observations, prepare
-    from iqlkit.device import resolve_device
-    from iqlkit.iql import IQLConfig
-    from iqlkit.online import finetune as run_finetune, online_config
-    from iqlkit.runfolder import read_checkpoint
+    from iqlkit.engine.device import resolve_device
+    from iqlkit.engine.iql import IQLConfig
+    from iqlkit.engine.online import finetune as run_finetune, online_config
+    from iqlkit.engine.runfolder import read_checkpoint
+    from iqlkit.envs.data import flatten_observations, prepare
 
     if args.steps is not None:
         raise SystemExit("finetune counts --offline-steps and --online-steps (--steps is train's)")
@@ -154,42 +167,36 @@ def finetune(args: argparse.Namespace) -> dict:
                              "one (python -m iqlkit train)")
         config, seed = IQLConfig(**state["learner"]["configs"][0]), state["learner"]["seeds"][0]
     else:
-        config, seed = IQLConfig.preset(args.preset or default_preset(args.dataset), **overrides), args.seed
-    dataset, preset, data, evaluate_act = load_for_training(args)
+        config, seed = IQLConfig.preset(args.preset, **overrides), args.seed
+    dataset, data, evaluate_act = load_for_training(args)
     if state is not None and state["fingerprint"] != {"dataset": args.dataset, **prepare(data, config).fingerprint()}:
         raise SystemExit(f"{args.from_run} trained on other data than {args.dataset} loads here (saved "
                          f"{state['fingerprint']}): check --no-goal and --keep-tail")
     offline_steps = int(state["learner"]["steps"]) if state else args.offline_steps or config.max_steps
     online_steps = args.online_steps or config.max_steps
-    name = (f"from-{Path(args.from_run).name}" if state else f"off{offline_steps}-" + run_name(preset, overrides, seed))
+    name = (f"from-{Path(args.from_run).name}" if state else
+            f"off{offline_steps}-" + run_name(args.preset, overrides, seed))
     out = Path(args.out) / args.dataset.replace("/", "_") / f"finetune-{args.variant}-{name}"
-
-    def eval_fn(agent, episodes: int = args.eval_episodes) -> dict[str, float]:
-        return evaluate_act(agent.act, episodes)
-
-    print(f"fine-tuning ({args.variant}, {preset}: tau={config.tau}, beta={config.beta}): {offline_steps:,} offline "
+    print(f"fine-tuning ({args.variant}, {args.preset}: tau={config.tau}, beta={config.beta}): {offline_steps:,} "
+          f"offline "
           f"updates{' (from ' + args.from_run + ')' if state else ''}, then {online_steps:,} online steps with "
           f"{args.n_envs} env(s) on {device}; run folder {out}")
     learner, rows, source = run_finetune(
         data, config, eval_env_maker(args, dataset), offline_steps, online_steps, seeds=[seed], variant=args.variant,
         n_envs=args.n_envs, obs_fn=partial(flatten_observations, goal_conditioned=not args.no_goal),
-        terminate_on_success=not args.keep_tail, device=str(device), start=state and state["learner"],
-        eval_fn=eval_fn, eval_every=args.eval_every, log_dir=out, dataset=args.dataset)
-    final = eval_fn(learner, args.final_episodes)
-    (out / "final.json").write_text(json.dumps(
-        {"dataset": args.dataset, "preset": preset, "variant": args.variant, "from": args.from_run, "seed": seed,
-         "offline_steps": offline_steps, "online_steps": online_steps, "n_envs": args.n_envs, "steps": learner.steps,
-         "env_steps": source.rounds * args.n_envs, "config": online_config(config).to_dict(), **final}, indent=2))
-    print(f"success rate over {args.final_episodes} episodes: {final['success_rate']:.2f}" +
-          (f", normalised score {final['normalized_score']:.1f}" if "normalized_score" in final else ""))
-    return final
+        terminate_on_success=not args.keep_tail, device=str(device), init_state=state and state["learner"],
+        eval_fn=lambda a: evaluate_act(a.act), eval_every=args.eval_every, log_dir=out, dataset=args.dataset)
+    return finish(args, out, learner, evaluate_act, {
+        "dataset": args.dataset, "preset": args.preset, "variant": args.variant, "from": args.from_run, "seed": seed,
+        "offline_steps": offline_steps, "online_steps": online_steps, "n_envs": args.n_envs, "steps": learner.steps,
+        "env_steps": source.rounds * args.n_envs, "config": online_config(config).to_dict()})
 
 
 def make_data(args: argparse.Namespace) -> None:
     """Write one of the kit's datasets: PointMaze (umaze, medium) or AntMaze (antmaze-umaze, -medium, -large)."""
     import time
 
-    from iqlkit import antmaze, datagen
+    from iqlkit.envs import antmaze, datagen
     from iqlkit.plots.dataset import data_summary
 
     start = time.time()
@@ -212,7 +219,7 @@ def make_data(args: argparse.Namespace) -> None:
 
 def controller_train(args: argparse.Namespace) -> None:
     """Train the AntMaze ant controller with SAC (resumable); write its weights and how they were made."""
-    from iqlkit.controller import train
+    from iqlkit.envs.controller import train
 
     path = train(args.out, steps=args.steps, seed=args.seed, n_envs=args.n_envs, hidden=tuple(args.hidden),
                  updates_per_step=args.updates_per_step, gamma=args.gamma)
@@ -222,8 +229,8 @@ def controller_train(args: argparse.Namespace) -> None:
 
 def controller_check(args: argparse.Namespace) -> None:
     """Print the controller's acceptance figures (and with --save store them in the weights' JSON file)."""
-    from iqlkit.antmaze import check_controller
-    from iqlkit.controller import report
+    from iqlkit.envs.antmaze import check_controller
+    from iqlkit.envs.controller import report
 
     figures = check_controller(args.weights, episodes=args.episodes, workers=args.workers, seed=args.seed)
     print(report(figures))
@@ -237,12 +244,12 @@ def sweep(args: argparse.Namespace) -> None:
     """The reproducibility report's ablation (Table 3) on one dataset, every value x seed, resumable; prints it."""
     import matplotlib.pyplot as plt
 
-    from iqlkit.iql import IQLConfig
+    from iqlkit.engine.iql import IQLConfig
+    from iqlkit.experiments.sweep import REPORT_GRID, ablation, ablation_table, format_table, sweep as run_sweep
     from iqlkit.plots.sweep import ablation_panels
-    from iqlkit.sweep import REPORT_GRID, ablation, ablation_table, format_table, sweep as run_sweep
 
-    _, preset, data, evaluate_act = load_for_training(args)
-    base = IQLConfig.preset(preset, **({"max_steps": args.steps} if args.steps else {}))
+    _, data, evaluate_act = load_for_training(args)
+    base = IQLConfig.preset(args.preset, **({"max_steps": args.steps} if args.steps else {}))
     unknown = set(args.axes) - set(REPORT_GRID)
     if unknown:
         raise SystemExit(f"unknown axes {sorted(unknown)}; choose from {sorted(REPORT_GRID)}")
@@ -262,19 +269,21 @@ def sweep(args: argparse.Namespace) -> None:
 
 
 def compare(args: argparse.Namespace) -> None:
-    """IQL against its baselines on one dataset, every method x seed (iqlkit.compare), resumable; prints the table."""
+    """IQL against its baselines on one dataset, every method x seed (iqlkit.experiments.compare), resumable; prints
+    the table."""
     from functools import partial
 
-    from iqlkit.compare import compare_methods, success_table, write_results
-    from iqlkit.data import flatten_observations
-    from iqlkit.iql import IQLConfig
+    from iqlkit.engine.iql import IQLConfig
+    from iqlkit.envs.data import flatten_observations
+    from iqlkit.experiments.compare import compare_methods, success_table, write_results
 
     overrides = {k: v for k, v in (("max_steps", args.steps), ("hidden", args.hidden and tuple(args.hidden)))
                  if v is not None}
-    dataset, preset, data, _ = load_for_training(args)
-    config = IQLConfig.preset(preset, **overrides)
+    dataset, data, _ = load_for_training(args)
+    config = IQLConfig.preset(args.preset, **overrides)
     out = Path(args.out) / "compare" / args.dataset.replace("/", "_")
-    print(f"{', '.join(args.methods)} x seeds {args.seeds} on {args.dataset} ({preset}, {config.max_steps:,} updates, "
+    print(f"{', '.join(args.methods)} x seeds {args.seeds} on {args.dataset} ({args.preset}, {config.max_steps:,} "
+          f"updates, "
           f"networks {config.hidden}, {args.eval_episodes} episodes per evaluation); run folders in {out}")
     runs = compare_methods(data, config, eval_env_maker(args, dataset), tuple(args.methods), tuple(args.seeds),
                            eval_episodes=args.eval_episodes, n_evals=args.n_evals, workers=args.workers,
@@ -291,7 +300,7 @@ def compare(args: argparse.Namespace) -> None:
 
 def bench(args: argparse.Namespace) -> None:
     """Print updates/s of the training paths on this machine."""
-    from iqlkit.bench import run
+    from iqlkit.experiments.bench import run
 
     run(args.device, args.steps, tuple(args.hidden), args.batch_size, args.seeds, compile=args.compile,
         eval_episodes=args.eval_episodes, eval_envs=args.eval_envs, tf32=args.tf32)
@@ -318,151 +327,179 @@ def assign_autograde(args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The `python -m iqlkit` argument parser."""
-    p = argparse.ArgumentParser(prog="python -m iqlkit", description="Implicit Q-Learning, from the course kit.")
-    sub = p.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dataset", default=BUILTIN, help=f"Minari dataset id (default {BUILTIN}); e.g. "
-                        "D4RL/antmaze/umaze-v1 after `minari download D4RL/antmaze/umaze-v1`")
-    common.add_argument("--preset", choices=["antmaze", "locomotion", "kitchen", "adroit", "pointmaze"],
-                        help="hyperparameters (default: from the dataset id)")
-    common.add_argument("--steps", type=positive_int,
-                        help="gradient updates (default: the preset's max_steps; authors: 1,000,000)")
-    common.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    common.add_argument("--out", default="runs", help="output folder")
-    common.add_argument("--eval-episodes", type=positive_int, default=20,
-                        help="episodes per evaluation during training")
-    common.add_argument("--eval-envs", type=positive_int, default=10, help="environments stepped together")
-    common.add_argument("--vector", choices=["sync", "async"], default="sync", help="async: one process per env")
-    common.add_argument("--no-goal", action="store_true", help="drop desired_goal from dict observations")
-    common.add_argument("--keep-tail", action="store_true",
-                        help="keep the raw continuing data (default: terminal at the first success, tail dropped)")
-    common.add_argument("--minari-eval", action="store_true",
-                        help="AntMaze: evaluate in Minari's own eval env (its umaze maze is flipped: Minari #304)")
-    common.add_argument("--data-steps", type=positive_int, default=200_000, help="size of a generated built-in dataset")
-    t = sub.add_parser("train", parents=[common],
-                       help="train IQL on a Minari dataset (default: the kit's stitching PointMaze)",
-                       description="Train IQL on a local Minari dataset and report the success rate. With no "
-                                   "arguments: the kit's own stitching PointMaze dataset, generated if missing. "
-                                   "Writes log.csv, checkpoint.pt, curves.png and final.json under --out.")
-    t.add_argument("--tau", type=float, help="override the preset's expectile")
-    t.add_argument("--beta", type=float, help="override the preset's AWR inverse temperature")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--eval-every", type=positive_int, default=5_000)
-    t.add_argument("--final-episodes", type=positive_int, default=100, help="episodes of the final evaluation")
-    t.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
-                   help="the fast path (same updates; CUDA graphs on a GPU); default: on with CUDA, off on a CPU")
-    t.add_argument("--compile", action="store_true", help="fast path: also torch.compile the loss functions")
-    t.add_argument("--tf32", action="store_true", help="CUDA: let float32 matmuls use TF32 (faster, ~1e-3 relative)")
-    t.set_defaults(run=train)
-    f = sub.add_parser("finetune", parents=[common],
-                       help="offline IQL, then online fine-tuning (the paper's Section 5.3)",
-                       description="Offline IQL (from scratch, or from a `train` run folder with --from), then online "
-                                   "fine-tuning: the replay buffer starts with the offline data, every env step of the "
-                                   "policy (sampled actions) adds a transition and one update. Writes log.csv (with "
-                                   "online_share), checkpoint.pt, curves.png and final.json under --out; run it again "
-                                   "after an interruption and it resumes.")
-    f.add_argument("--offline-steps", type=positive_int, help="offline updates (default: the preset's max_steps)")
-    f.add_argument("--online-steps", type=positive_int,
-                   help="env steps after the switch, one update each (default: the preset's max_steps; authors: 1M)")
-    f.add_argument("--from", dest="from_run", metavar="RUN",
-                   help="a train run folder (runs/<dataset>/<run>): start from its checkpoint (config, seed, steps)")
-    f.add_argument("--variant", choices=["iql", "frozen-policy", "no-offline-data", "bc-awr"], default="iql",
-                   help="iql; frozen-policy (only V and Q learn online); no-offline-data (buffer emptied at the "
-                        "switch); bc-awr (AWAC-like: BC offline, then AWR against a Q of the current policy)")
-    f.add_argument("--n-envs", type=positive_int, default=1, help="envs stepped together, then as many updates")
-    f.add_argument("--tau", type=float, help="override the preset's expectile")
-    f.add_argument("--beta", type=float, help="override the preset's AWR inverse temperature")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--eval-every", type=positive_int, default=5_000)
-    f.add_argument("--final-episodes", type=positive_int, default=100, help="episodes of the final evaluation")
-    f.set_defaults(run=finetune)
-    w = sub.add_parser("sweep", parents=[common], help="the reproducibility report's ablation (Table 3) on one dataset",
-                       description="One hyperparameter at a time around the preset, every value x seed, trained in "
-                                   "stacks where the shapes allow; resumable: run it again after an interruption. "
-                                   "Writes results.csv, table.md and ablation.png in OUT/sweeps/<dataset>/.")
-    w.add_argument("--axes", nargs="+", default=["tau", "beta", "dropout", "batch_size", "depth", "lr"],
-                   help="hyperparameters to vary (default: all six of the report's Table 3)")
-    w.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    w.add_argument("--n-evals", type=positive_int, default=3, help="evaluations along each run (the last one is the score)")
-    w.add_argument("--max-agents", type=positive_int, default=48, help="most agents trained in one stack")
-    w.set_defaults(run=sweep, seed=0)
-    k = sub.add_parser("compare", parents=[common], help="IQL against one-step and BC (and top-10%% BC) on one dataset",
-                       description="Every method x seed on one dataset through the same engine: IQL, one-step and BC "
-                                   "differ only in tau and beta and train as one stack. Resumable: run it again after "
-                                   "an interruption. Writes results.csv and table.md in OUT/compare/<dataset>/.")
-    k.add_argument("--methods", nargs="+", choices=["iql", "one-step", "bc", "top10-bc"],
-                   default=["iql", "one-step", "bc"])
-    k.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    k.add_argument("--hidden", type=positive_int, nargs="+", help="override the preset's hidden layer sizes")
-    k.add_argument("--n-evals", type=positive_int, default=2, help="evaluations along each run (the last one is the score)")
-    k.add_argument("--workers", type=int, help="processes for the stacks (IQL's stack and top-10%% BC; default: one per "
-                   "core)")
-    k.set_defaults(run=compare, seed=0)
-    m = sub.add_parser("make-data", help="generate one of the kit's PointMaze or AntMaze datasets")
-    m.add_argument("--task", choices=["umaze", "medium", "antmaze-umaze", "antmaze-medium", "antmaze-large"],
-                   default="medium", help="PointMaze task, or an AntMaze maze")
-    m.add_argument("--mode", choices=["navigate", "stitch", "play", "diverse", "random"],
-                   help="PointMaze: navigate, stitch (default); AntMaze: play (default: marked start and goal "
-                        "cells), diverse (anywhere), both with the trained ant; random: noisy random actions, "
-                        "for plumbing tests only")
-    m.add_argument("--data-steps", type=positive_int,
-                   help="steps (default: 1,000,000 for AntMaze play/diverse, else 200,000)")
-    m.add_argument("--workers", type=int, help="AntMaze play/diverse: worker processes (default: one per core)")
-    m.add_argument("--ref-episodes", type=int, default=100,
-                   help="AntMaze play/diverse: episodes of the noiseless ant that set ref_max_score (0: no scores)")
-    m.add_argument("--seed", type=int, default=0)
-    m.set_defaults(run=make_data)
-    c = sub.add_parser("controller", help="the ant controller that walks the kit's AntMaze data: train, check")
-    csub = c.add_subparsers(dest="action", required=True)
-    ct = csub.add_parser("train", help="SAC on Ant-v5 with commanded directions (resumable; needs "
-                                       "stable-baselines3: pip install 'iqlkit[controller]')")
-    ct.add_argument("--out", default="runs/controller", help="checkpoints, log.csv and the exported weights")
-    ct.add_argument("--steps", type=int, default=3_000_000, help="env steps")
-    ct.add_argument("--n-envs", type=int, default=4, help="envs stepped together")
-    ct.add_argument("--updates-per-step", type=float, default=0.5, help="gradient steps per env step")
-    ct.add_argument("--gamma", type=float, default=0.99, help="SAC's discount")
-    ct.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
-    ct.add_argument("--seed", type=int, default=0)
-    ct.set_defaults(run=controller_train)
-    cc = csub.add_parser("check", help="speed, falls and maze success of the controller (default: the shipped one)")
-    cc.add_argument("--weights", default=str(Path(__file__).parent / "recorded" / "ant_controller.json"))
-    cc.add_argument("--episodes", type=int, default=100, help="episodes per figure")
-    cc.add_argument("--workers", type=int, help="worker processes (default: one per core)")
-    cc.add_argument("--seed", type=int, default=0)
-    cc.add_argument("--save", action="store_true", help="store the figures in the weights' JSON file")
-    cc.set_defaults(run=controller_check)
-    b = sub.add_parser("bench", help="updates/s of IQL on this machine (AntMaze-sized synthetic data)")
-    b.add_argument("--device", default="auto")
-    b.add_argument("--steps", type=positive_int, default=300, help="timed updates per path")
-    b.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 256])
-    b.add_argument("--batch-size", type=positive_int, default=256)
-    b.add_argument("--seeds", type=positive_int, default=16, help="agents trained at once (one IQL of S agents)")
-    b.add_argument("--tf32", action="store_true", help="CUDA: let float32 matmuls use TF32")
-    b.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="add rows for the fast path with torch.compile (default: on CUDA only; minutes of compiling)")
-    b.add_argument("--eval-episodes", type=int,
-                   help="also time this many AntMaze evaluation episodes (default: 100 on CUDA, 0 on a CPU)")
-    b.add_argument("--eval-envs", type=int, help="env processes for that (default: one per core)")
-    b.set_defaults(run=bench)
-    a = sub.add_parser("assign", help="classroom assignments: release student notebooks, autograde submissions")
-    asub = a.add_subparsers(dest="action", required=True)
-    r = asub.add_parser("release", help="student notebooks from the sources (solutions and hidden tests removed)")
-    r.add_argument("--source", default="assignments/source", help="folder of source notebooks, or one notebook")
-    r.add_argument("--out", default="assignments/release", help="folder for the student notebooks")
-    r.set_defaults(run=assign_release)
-    g = asub.add_parser("autograde", help="grade SUBMISSIONS/<student>/<assignment>.ipynb into a CSV")
-    g.add_argument("submissions", help="folder with one subfolder per student holding <assignment>.ipynb")
-    g.add_argument("--source", default="assignments/source", help="folder of source notebooks (the tests)")
-    g.add_argument("--out", default="grades.csv", help="the CSV; executed notebooks go to the folder of that name")
-    g.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
-    g.add_argument("--cell-timeout", type=float, help="seconds per cell (default: --timeout)")
-    g.add_argument("--workers", type=int, default=2, help="notebooks run at once (default 2)")
-    g.add_argument("--memory-gb", type=float, default=8,
-                   help="memory per notebook, 0 = none (default 8): the whole notebook where cgroups can be written, "
-                        "else each process's address space")
-    g.add_argument("--smoke", action="store_true", help="run the notebooks with IQLKIT_SMOKE=1 (short loops)")
-    g.set_defaults(run=assign_autograde)
-    return p
+    top = argparse.ArgumentParser(prog="python -m iqlkit", description="Implicit Q-Learning, from the course kit.")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    data_args = argparse.ArgumentParser(add_help=False)  # what every command that trains on a dataset takes
+    data_args.add_argument("--dataset", default=BUILTIN, help=f"Minari dataset id (default {BUILTIN}); e.g. "
+                           "D4RL/antmaze/umaze-v1 after `minari download D4RL/antmaze/umaze-v1`")
+    data_args.add_argument("--preset", choices=["antmaze", "locomotion", "kitchen", "adroit", "pointmaze"],
+                           help="hyperparameters (default: from the dataset id)")
+    data_args.add_argument("--steps", type=positive_int,
+                           help="gradient updates (default: the preset's max_steps; authors: 1,000,000)")
+    data_args.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    data_args.add_argument("--out", default="runs", help="output folder")
+    data_args.add_argument("--eval-episodes", type=positive_int, default=20,
+                           help="episodes per evaluation during training")
+    data_args.add_argument("--eval-envs", type=positive_int, default=10, help="environments stepped together")
+    data_args.add_argument("--vector", choices=["sync", "async"], default="sync", help="async: one process per env")
+    data_args.add_argument("--no-goal", action="store_true", help="drop desired_goal from dict observations")
+    data_args.add_argument("--keep-tail", action="store_true",
+                           help="keep the raw continuing data (default: terminal at the first success, tail dropped)")
+    data_args.add_argument("--minari-eval", action="store_true",
+                           help="AntMaze: evaluate in Minari's own eval env (its umaze maze is flipped: Minari #304)")
+    data_args.add_argument("--data-steps", type=positive_int, default=200_000,
+                           help="size of a generated built-in dataset")
+    run_args = argparse.ArgumentParser(add_help=False)  # what a single run (train, finetune) takes besides
+    run_args.add_argument("--tau", type=float, help="override the preset's expectile")
+    run_args.add_argument("--beta", type=float, help="override the preset's AWR inverse temperature")
+    run_args.add_argument("--seed", type=int, default=0)
+    run_args.add_argument("--eval-every", type=positive_int, default=5_000)
+    run_args.add_argument("--final-episodes", type=positive_int, default=100,
+                          help="episodes of the final evaluation")
+
+    train_p = commands.add_parser(
+        "train", parents=[data_args, run_args],
+        help="train IQL on a Minari dataset (default: the kit's stitching PointMaze)",
+        description="Train IQL on a local Minari dataset and report the success rate. With no arguments: the kit's "
+                    "own stitching PointMaze dataset, generated if missing. Writes log.csv, checkpoint.pt, "
+                    "curves.png and final.json under --out.")
+    train_p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                         help="the fast path (same updates; CUDA graphs on a GPU); default: on with CUDA, off on a CPU")
+    train_p.add_argument("--compile", action="store_true", help="fast path: also torch.compile the loss functions")
+    train_p.add_argument("--tf32", action="store_true",
+                         help="CUDA: let float32 matmuls use TF32 (faster, ~1e-3 relative)")
+    train_p.set_defaults(run=train)
+
+    finetune_p = commands.add_parser(
+        "finetune", parents=[data_args, run_args],
+        help="offline IQL, then online fine-tuning (the paper's Section 5.3)",
+        description="Offline IQL (from scratch, or from a `train` run folder with --from), then online fine-tuning: "
+                    "the replay buffer starts with the offline data, every env step of the policy (sampled actions) "
+                    "adds a transition and one update. Writes log.csv (with online_share), checkpoint.pt, curves.png "
+                    "and final.json under --out; run it again after an interruption and it resumes.")
+    finetune_p.add_argument("--offline-steps", type=positive_int,
+                            help="offline updates (default: the preset's max_steps)")
+    finetune_p.add_argument("--online-steps", type=positive_int,
+                            help="env steps after the switch, one update each (default: the preset's max_steps; "
+                                 "authors: 1M)")
+    finetune_p.add_argument("--from", dest="from_run", metavar="RUN",
+                            help="a train run folder (runs/<dataset>/<run>): start from its checkpoint (config, seed, "
+                                 "steps)")
+    finetune_p.add_argument("--variant", choices=["iql", "frozen-policy", "no-offline-data", "bc-awr"], default="iql",
+                            help="iql; frozen-policy (only V and Q learn online); no-offline-data (buffer emptied at "
+                                 "the switch); bc-awr (AWAC-like: BC offline, then AWR against a Q of the current "
+                                 "policy)")
+    finetune_p.add_argument("--n-envs", type=positive_int, default=1,
+                            help="envs stepped together, then as many updates")
+    finetune_p.set_defaults(run=finetune)
+
+    sweep_p = commands.add_parser(
+        "sweep", parents=[data_args], help="the reproducibility report's ablation (Table 3) on one dataset",
+        description="One hyperparameter at a time around the preset, every value x seed, trained in stacks where "
+                    "the shapes allow; resumable: run it again after an interruption. Writes results.csv, table.md "
+                    "and ablation.png in OUT/sweeps/<dataset>/.")
+    sweep_p.add_argument("--axes", nargs="+", default=["tau", "beta", "dropout", "batch_size", "depth", "lr"],
+                         help="hyperparameters to vary (default: all six of the report's Table 3)")
+    sweep_p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    sweep_p.add_argument("--n-evals", type=positive_int, default=3,
+                         help="evaluations along each run (the last one is the score)")
+    sweep_p.add_argument("--max-agents", type=positive_int, default=48, help="most agents trained in one stack")
+    sweep_p.set_defaults(run=sweep, seed=0)
+
+    compare_p = commands.add_parser(
+        "compare", parents=[data_args], help="IQL against one-step and BC (and top-10%% BC) on one dataset",
+        description="Every method x seed on one dataset through the same engine: IQL, one-step and BC differ only "
+                    "in tau and beta and train as one stack. Resumable: run it again after an interruption. Writes "
+                    "results.csv and table.md in OUT/compare/<dataset>/.")
+    compare_p.add_argument("--methods", nargs="+", choices=["iql", "one-step", "bc", "top10-bc"],
+                           default=["iql", "one-step", "bc"])
+    compare_p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    compare_p.add_argument("--hidden", type=positive_int, nargs="+", help="override the preset's hidden layer sizes")
+    compare_p.add_argument("--n-evals", type=positive_int, default=2,
+                           help="evaluations along each run (the last one is the score)")
+    compare_p.add_argument("--workers", type=int,
+                           help="processes for the stacks (IQL's stack and top-10%% BC; default: one per core)")
+    compare_p.set_defaults(run=compare, seed=0)
+
+    data_p = commands.add_parser("make-data", help="generate one of the kit's PointMaze or AntMaze datasets")
+    data_p.add_argument("--task", choices=["umaze", "medium", "antmaze-umaze", "antmaze-medium", "antmaze-large"],
+                        default="medium", help="PointMaze task, or an AntMaze maze")
+    data_p.add_argument("--mode", choices=["navigate", "stitch", "play", "diverse", "random"],
+                        help="PointMaze: navigate, stitch (default); AntMaze: play (default: marked start and goal "
+                             "cells), diverse (anywhere), both with the trained ant; random: noisy random actions, "
+                             "for plumbing tests only")
+    data_p.add_argument("--data-steps", type=positive_int,
+                        help="steps (default: 1,000,000 for AntMaze play/diverse, else 200,000)")
+    data_p.add_argument("--workers", type=int, help="AntMaze play/diverse: worker processes (default: one per core)")
+    data_p.add_argument("--ref-episodes", type=int, default=100,
+                        help="AntMaze play/diverse: episodes of the noiseless ant that set ref_max_score (0: none)")
+    data_p.add_argument("--seed", type=int, default=0)
+    data_p.set_defaults(run=make_data)
+
+    controller_p = commands.add_parser("controller",
+                                       help="the ant controller that walks the kit's AntMaze data: train, check")
+    controller_sub = controller_p.add_subparsers(dest="action", required=True)
+    controller_train_p = controller_sub.add_parser(
+        "train", help="SAC on Ant-v5 with commanded directions (resumable; needs stable-baselines3: pip install "
+                      "'iqlkit[controller]')")
+    controller_train_p.add_argument("--out", default="runs/controller",
+                                    help="checkpoints, log.csv, weight snapshots and the exported weights")
+    controller_train_p.add_argument("--steps", type=int, default=3_000_000, help="env steps")
+    controller_train_p.add_argument("--n-envs", type=int, default=4, help="envs stepped together")
+    controller_train_p.add_argument("--updates-per-step", type=float, default=0.5, help="gradient steps per env step")
+    controller_train_p.add_argument("--gamma", type=float, default=0.99, help="SAC's discount")
+    controller_train_p.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    controller_train_p.add_argument("--seed", type=int, default=0)
+    controller_train_p.set_defaults(run=controller_train)
+    controller_check_p = controller_sub.add_parser(
+        "check", help="speed, falls and maze success of the controller (default: the shipped one)")
+    controller_check_p.add_argument("--weights", default=str(Path(__file__).parent / "recorded" /
+                                                             "ant_controller.json"))
+    controller_check_p.add_argument("--episodes", type=int, default=100, help="episodes per figure")
+    controller_check_p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    controller_check_p.add_argument("--seed", type=int, default=0)
+    controller_check_p.add_argument("--save", action="store_true", help="store the figures in the weights' JSON file")
+    controller_check_p.set_defaults(run=controller_check)
+
+    bench_p = commands.add_parser("bench", help="updates/s of IQL on this machine (AntMaze-sized synthetic data)")
+    bench_p.add_argument("--device", default="auto")
+    bench_p.add_argument("--steps", type=positive_int, default=300, help="timed updates per path")
+    bench_p.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 256])
+    bench_p.add_argument("--batch-size", type=positive_int, default=256)
+    bench_p.add_argument("--seeds", type=positive_int, default=16, help="agents trained at once (one IQL of S agents)")
+    bench_p.add_argument("--tf32", action="store_true", help="CUDA: let float32 matmuls use TF32")
+    bench_p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                         help="add rows for the fast path with torch.compile (default: on CUDA only; minutes of "
+                              "compiling)")
+    bench_p.add_argument("--eval-episodes", type=int,
+                         help="also time this many AntMaze evaluation episodes (default: 100 on CUDA, 0 on a CPU)")
+    bench_p.add_argument("--eval-envs", type=int, help="env processes for that (default: one per core)")
+    bench_p.set_defaults(run=bench)
+
+    assign_p = commands.add_parser("assign",
+                                   help="classroom assignments: release student notebooks, autograde submissions")
+    assign_sub = assign_p.add_subparsers(dest="action", required=True)
+    release_p = assign_sub.add_parser("release",
+                                      help="student notebooks from the sources (solutions and hidden tests removed)")
+    release_p.add_argument("--source", default="assignments/source", help="folder of source notebooks, or one notebook")
+    release_p.add_argument("--out", default="assignments/release", help="folder for the student notebooks")
+    release_p.set_defaults(run=assign_release)
+    autograde_p = assign_sub.add_parser("autograde", help="grade SUBMISSIONS/<student>/<assignment>.ipynb into a CSV")
+    autograde_p.add_argument("submissions", help="folder with one subfolder per student holding <assignment>.ipynb")
+    autograde_p.add_argument("--source", default="assignments/source", help="folder of source notebooks (the tests)")
+    autograde_p.add_argument("--out", default="grades.csv",
+                             help="the CSV; executed notebooks go to the folder of that name")
+    autograde_p.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
+    autograde_p.add_argument("--cell-timeout", type=float, help="seconds per cell (default: --timeout)")
+    autograde_p.add_argument("--workers", type=int, default=2, help="notebooks run at once (default 2)")
+    autograde_p.add_argument("--memory-gb", type=float, default=8,
+                             help="memory per notebook, 0 = none (default 8): the whole notebook where cgroups can be "
+                                  "written, else each process's address space")
+    autograde_p.add_argument("--smoke", action="store_true",
+                             help="run the notebooks with IQLKIT_SMOKE=1 (short loops)")
+    autograde_p.set_defaults(run=assign_autograde)
+    return top
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -470,5 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     from iqlkit.session import start
 
     args = parser().parse_args(argv)
+    if getattr(args, "dataset", None) is not None and args.preset is None:  # the one place the preset is chosen
+        args.preset = default_preset(args.dataset)
     start()  # one torch thread (IQLKIT_THREADS for more), the known-harmless warnings silenced
     args.run(args)

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from iqlkit import antmaze
-from iqlkit.data import load_minari
+from iqlkit.envs import antmaze
+from iqlkit.envs.data import load_minari
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_generated_ant_walks_to_its_goal_and_keeps_it(generated):
 
 
 def test_data_summary_counts_goals_tails_and_maze_coverage(generated):
-    from iqlkit.data import load_minari
+    from iqlkit.envs.data import load_minari
     from iqlkit.plots.antmaze import dataset_maps, maze_task
     from iqlkit.plots.dataset import data_summary, episode_table
 

@@ -9,23 +9,22 @@ import nbformat
 import numpy as np
 import pytest
 
+from conftest import NOTEBOOK_LIMIT_S as LIMIT_S, check_time_limit  # the smoke-mode budget, shared with the notebooks
 from iqlkit.assign.checks import check_close, check_raises, check_shape, check_true
 from iqlkit.assign.grade import autograde, questions
 from iqlkit.assign.release import release
-
-from conftest import NOTEBOOK_LIMIT_S as LIMIT_S, check_time_limit  # the smoke-mode budget, shared with the notebooks
 
 pytestmark = pytest.mark.long  # every source, release and grading run: minutes of kernels
 SOURCE = Path(__file__).parents[1] / "assignments" / "source"
 SOURCES = sorted(SOURCE.glob("*.ipynb"))
 NAMES = [p.stem for p in SOURCES]
 # What each student notebook must not import: the kit's answer to its questions (hidden tests may, they are removed).
-FORBIDDEN = {"a1_expectiles": {"modules": {"iqlkit.expectile", "iqlkit.regression"}, "names": set()},
+FORBIDDEN = {"a1_expectiles": {"modules": {"iqlkit.theory.expectile", "iqlkit.experiments.regression"}, "names": set()},
              "a2_tabular_iql": {"modules": set(),
                                 "names": {"expectile_value_iteration", "support_optimal_q", "sampled_iql",
                                           "tau_maze_figure"}},
              # A3 subclasses IQL to run the student's losses; the kit's loss helpers must not come in
-             "a3_iql_update": {"modules": {"iqlkit.expectile"}, "names": {"expectile_loss"}}}
+             "a3_iql_update": {"modules": {"iqlkit.theory.expectile"}, "names": {"expectile_loss"}}}
 
 
 def nbgrader(cell) -> dict:

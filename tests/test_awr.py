@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit import datagen
-from iqlkit.awr import advantages, awr_weights, clip_fraction, clipped_weights, effective_sample_size, policy_std
-from iqlkit.data import load_minari
-from iqlkit.extraction import extraction_study
-from iqlkit.iql import IQL, IQLConfig
+from iqlkit.engine.iql import IQL, IQLConfig, awr_weight
+from iqlkit.envs import datagen
+from iqlkit.envs.data import load_minari
+from iqlkit.experiments.extraction import clip_fraction, effective_sample_size, extraction_study, policy_std
 from tests.test_train import chain_data
 
 
@@ -26,25 +25,25 @@ def test_advantages_are_target_q_minus_v_on_the_batch(trained):
     agent, batch = trained
     b = agent.agent_batch(batch)
     expected = agent.target_q(b.observations, b.actions) - agent.value_net(b.observations)
-    torch.testing.assert_close(advantages(agent, batch), expected[0].detach())
-    assert not advantages(agent, batch).requires_grad
+    torch.testing.assert_close(agent.advantage(batch.observations, batch.actions), expected[0].detach())
+    assert not agent.advantage(batch.observations, batch.actions).requires_grad
 
 
 def test_awr_weights_match_the_actor_loss(trained):
     agent, batch = trained
-    w = awr_weights(agent, batch, beta=3.0)
+    w = awr_weight(agent.advantage(batch.observations, batch.actions), beta=3.0)
     b = agent.agent_batch(batch)
     log_prob = agent.actor.log_prob(b.observations, b.actions)[0]
     q_t = agent.target_q(b.observations, b.actions)
     loss = agent.actor_loss(b, q_t, agent.value_net(b.observations))
     torch.testing.assert_close(loss[0], -(w * log_prob).mean())
-    assert torch.all(awr_weights(agent, batch, beta=0.0) == 1.0)
+    assert torch.all(awr_weight(agent.advantage(batch.observations, batch.actions), beta=0.0) == 1.0)
 
 
-def test_clipped_weights_exponentiate_and_clip():
-    w = clipped_weights(np.array([0.0, math.log(2.0), -math.log(4.0), 10.0]), beta=1.0)
+def test_awr_weight_exponentiates_and_clips():
+    w = awr_weight(np.array([0.0, math.log(2.0), -math.log(4.0), 10.0]), beta=1.0)
     torch.testing.assert_close(w, torch.tensor([1.0, 2.0, 0.25, 100.0]))
-    assert clipped_weights(torch.tensor([1.0]), beta=2.0, clip=5.0).item() == 5.0
+    assert awr_weight(torch.tensor([1.0]), beta=2.0, clip=5.0).item() == 5.0
 
 
 def test_clip_fraction_counts_weights_at_the_clip():

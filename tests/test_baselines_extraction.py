@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit.baselines import METHODS, method_setup
-from iqlkit.iql import IQL, IQLConfig
-from iqlkit.extraction import extract_policy
+from iqlkit.engine.baselines import METHODS, method_setup
+from iqlkit.engine.iql import IQL, IQLConfig
+from iqlkit.experiments.extraction import extract_policy
 from tests.test_train import chain_data
 
 
@@ -39,7 +39,7 @@ def test_post_hoc_extraction_trains_the_actor_only():
 
 
 def test_value_grid_is_nan_in_walls_and_follows_the_value_function():
-    from iqlkit.pointmaze import TASKS, value_grid
+    from iqlkit.envs.pointmaze import TASKS, value_grid
 
     task = TASKS["umaze"]
     xs, ys, V = value_grid(lambda obs: obs[:, 0] + 10 * obs[:, 1], task, resolution=4)

@@ -47,7 +47,7 @@ def _run(nb: nbformat.NotebookNode, folder: Path, timeout: int = CELL_TIMEOUT_S)
 def test_a_slider_moved_many_times_never_leaves_nbclient_waiting(tmp_path):
     """The old sliders (an Output widget) left nbclient waiting on an idle kernel in 5 of 8 runs of this notebook."""
     setup = ("import matplotlib.pyplot as plt\nfrom IPython.display import display\n"
-             "from iqlkit.widgets import interactive_figure, tau_slider\n\n"
+             "from iqlkit.plots.widgets import interactive_figure, tau_slider\n\n"
              "def figure(tau):\n    fig, axes = plt.subplots(1, 3, figsize=(12, 4))\n    axes[0].plot([0, 1], [0, tau])\n"
              "    return fig\n\nw = interactive_figure(figure, tau=tau_slider(0.5))\ndisplay(w)")
     moves = [new_code_cell(f"w.children[0].value = {0.1 + 0.05 * k:.2f}") for k in range(10)]

@@ -3,12 +3,13 @@ from functools import partial
 import numpy as np
 import pytest
 
-from iqlkit import compare, datagen
-from iqlkit.compare import compare_methods, env_factory, success_table
-from iqlkit.data import load_minari
-from iqlkit.evaluate import EvalResult
-from iqlkit.iql import IQLConfig
-from iqlkit.pointmaze import TASKS, make_env
+from iqlkit.engine.iql import IQLConfig
+from iqlkit.envs import datagen
+from iqlkit.envs.data import load_minari
+from iqlkit.envs.evaluate import EvalResult
+from iqlkit.envs.pointmaze import TASKS, make_env
+from iqlkit.experiments import compare
+from iqlkit.experiments.compare import compare_methods, env_factory, success_table
 
 
 @pytest.fixture(scope="module")

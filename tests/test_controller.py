@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from iqlkit import antmaze, controller
-from iqlkit.antmaze import TASKS
+from iqlkit.envs import antmaze, controller
+from iqlkit.envs.antmaze import TASKS
 
 
 def antmaze_ant():

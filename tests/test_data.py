@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit import data as D
+from iqlkit.envs import data as D
 
 
 def toy_transitions():

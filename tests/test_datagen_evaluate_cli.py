@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit import datagen, pointmaze
-from iqlkit.data import load_minari
-from iqlkit.evaluate import evaluate, normalized_score
+from iqlkit.envs import datagen, pointmaze
+from iqlkit.envs.data import load_minari
+from iqlkit.envs.evaluate import evaluate, normalized_score
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_bench_prints_hardware_and_updates_per_second(capsys):
     main(["bench", "--device", "cpu", "--steps", "5", "--hidden", "16", "16", "--batch-size", "32", "--seeds", "3",
           "--eval-episodes", "2", "--eval-envs", "2"])
     out = capsys.readouterr().out
-    assert "device: " in out and "readable (IQL.run, eager)" in out and "updates/s" in out
+    assert "device: " in out and "readable (IQL.update_n, eager)" in out and "updates/s" in out
     assert out.count("fast (= eager on a CPU)") == 2 and "x readable" in out and "ops/update (CPU proxy)" in out
     assert "evaluation: 2 AntMaze umaze episodes" in out and "2 env processes" in out
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit.expectile import expectile, expectile_loss, expectile_rows, normal_expectile
+from iqlkit.theory.expectile import expectile, expectile_loss, expectile_rows, normal_expectile
 
 
 def first_order_condition(x, tau, w, m):

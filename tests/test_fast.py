@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit import fast
-from iqlkit.fast import FastIQL, compile_unavailable
-from iqlkit.iql import IQL, IQLConfig
-from iqlkit.train import fit
+from iqlkit.engine import fast
+from iqlkit.engine.fast import FastIQL, compile_unavailable
+from iqlkit.engine.iql import IQL, IQLConfig
+from iqlkit.engine.train import OfflineSource, fit
 from tests.test_train import chain_data
 
 CFG = IQLConfig(hidden=(32, 32), batch_size=64, max_steps=300, tau=0.8, beta=5.0)
@@ -93,7 +93,7 @@ def test_several_updates_per_call_equal_one_at_a_time():
     data = chain_data(300)
     a, b = (FastIQL(1, 1, CFG, seeds=[0]) for _ in range(2))
     ga, gb = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    sums = a.run(data, 25, ga)
+    sums = a.update_n(OfflineSource(data, ga), 25)
     one_by_one = sum(torch.stack([s for s in b.update(data.sample_agents(1, CFG.batch_size, gb)).values()])
                      for _ in range(25))
     torch.testing.assert_close(sums, one_by_one, rtol=1e-6, atol=1e-6)
@@ -120,13 +120,13 @@ class StandIn:
     """A CPU stand-in for a CUDA graph: replay() performs the recorded updates (device state changes, the Python step
     count does not, as with a real graph)."""
 
-    def __init__(self, learner, data, steps, generators):
-        self.learner, self.data, self.steps, self.generators = learner, data, steps, generators
+    def __init__(self, learner, source, steps):
+        self.learner, self.source, self.steps = learner, source, steps
         self.replays = 0
 
     def replay(self):
         steps = self.learner.steps
-        self.learner._graph_sums = IQL.run(self.learner, self.data, self.steps, self.generators)
+        self.learner._graph_sums = IQL.update_n(self.learner, self.source, self.steps)
         self.learner.steps = steps
         self.replays += 1
 
@@ -136,17 +136,17 @@ def stand_in_graphs(monkeypatch):
     """FastIQL's capture and eager warm-up made CPU-safe: the capture records a StandIn instead of a CUDA graph."""
     captured = []
 
-    def capture(self, data, steps, generators):
-        self._graph = StandIn(self, data, steps, generators)
-        self._graph_steps, self._graph_inputs = steps, (data.packed, generators)
+    def capture(self, source, steps):
+        self._graph = StandIn(self, source, steps)
+        self._graph_steps, self._graph_inputs = steps, source
         captured.append(self._graph)
 
     monkeypatch.setattr(FastIQL, "_capture", capture)
-    monkeypatch.setattr(FastIQL, "_eager", lambda self, data, n, gens: IQL.run(self, data, n, gens))
+    monkeypatch.setattr(FastIQL, "_eager", lambda self, source, n: IQL.update_n(self, source, n))
     return captured
 
 
-def test_run_accounts_for_warm_up_replays_and_remainders(stand_in_graphs):
+def test_update_n_accounts_for_warm_up_replays_and_remainders(stand_in_graphs):
     data = chain_data(300)
     configs = [CFG, IQLConfig(**{**CFG.to_dict(), "tau": 0.6, "dropout": 0.0, "actor_lr": 1e-4, "critic_lr": 1e-4,
                                  "value_lr": 1e-4})]
@@ -154,8 +154,8 @@ def test_run_accounts_for_warm_up_replays_and_remainders(stand_in_graphs):
     for graph in (False, True):
         learner = FastIQL(1, 1, configs, seeds=[0, 1], graph_steps=10)
         learner.graph = graph  # the stand-in needs no CUDA device
-        gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
-        sums = torch.stack([learner.run(data, n, gens) for n in (5, 37, 1, 20)])  # warm-up, capture, replays, ...
+        source = OfflineSource(data, [torch.Generator().manual_seed(s) for s in (1, 2)])
+        sums = torch.stack([learner.update_n(source, n) for n in (5, 37, 1, 20)])  # warm-up, capture, replays, ...
         assert learner.steps == 63 and int(learner.actor_t) == 63
         results.append((sums, weights(learner)))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-6, atol=1e-6)
@@ -163,19 +163,17 @@ def test_run_accounts_for_warm_up_replays_and_remainders(stand_in_graphs):
         torch.testing.assert_close(results[1][1][name], results[0][1][name], rtol=1e-6, atol=1e-6, msg=name)
     (graph,) = stand_in_graphs
     assert graph.steps == 10 and graph.replays == 3 + 2  # 37 - 0 left after warm-up: 3 replays; 20: 2 replays
-    with pytest.raises(ValueError, match="other data or generators"):
-        learner.run(data, 10, [torch.Generator(), torch.Generator()])
-    with pytest.raises(ValueError, match="other data or generators"):
-        learner.run(chain_data(300), 10, gens)
+    with pytest.raises(ValueError, match="recorded on another source"):
+        learner.update_n(OfflineSource(data, source.generators), 10)
 
 
 def test_a_small_log_interval_still_gets_a_graph(stand_in_graphs):
     data = chain_data(300)
     learner = FastIQL(1, 1, CFG, seeds=[0], graph_steps=10)
     learner.graph = True
-    gen = torch.Generator().manual_seed(0)
+    source = OfflineSource(data, torch.Generator().manual_seed(0))
     for _ in range(6):
-        learner.run(data, 4, gen)  # 3 warm-up updates, then a graph of 4 updates replayed once per call
+        learner.update_n(source, 4)  # 3 warm-up updates, then a graph of 4 updates replayed once per call
     (graph,) = stand_in_graphs
     assert graph.steps == 4 and graph.replays == 5 and learner.steps == 24
 
@@ -190,7 +188,8 @@ def test_cuda_graph_replays_compute_the_eager_updates():
         torch.manual_seed(0)  # dropout masks come from the default CUDA generator, which graphs advance too
         learner = FastIQL(1, 1, configs, "cuda", seeds=[0, 1], graph=graph, graph_steps=10)
         gens = [torch.Generator(device="cuda").manual_seed(s) for s in (1, 2)]
-        sums = torch.stack([learner.run(data, n, gens) for n in (5, 37, 1, 20)])  # warm-up, replays, remainders
+        source = OfflineSource(data, gens)
+        sums = torch.stack([learner.update_n(source, n) for n in (5, 37, 1, 20)])  # warm-up, replays, remainders
         assert learner.steps == 63 and int(learner.actor_t) == 63
         results.append((sums, weights(learner), [g.get_state() for g in gens]))
     (eager_sums, eager_w, eager_g), (graph_sums, graph_w, graph_g) = results

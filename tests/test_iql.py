@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit.data import Batch
-from iqlkit.iql import IQL, IQLConfig, cosine_factor
+from iqlkit.engine.iql import IQL, IQLConfig, cosine_factor
+from iqlkit.envs.data import Batch
 
 
 def tiny_batch(seed=0, n=6, obs_dim=3, act_dim=2):

@@ -6,17 +6,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-# 0: core math and leaf helpers (they import nothing of the kit but each other); 1: data and environments;
-# 2: the engine and its loop; 3: experiments; 4: figures, widgets, the command line, classroom tools
+# by package: 0 the theory the course teaches and leaf helpers (they import nothing of the kit but each other);
+# 1 data and environments; 2 the engine and its loop; 3 experiments; 4 figures and sliders, the command line,
+# classroom tools and the package's own lazy public names
 LAYERS = {
-    0: ["iqlkit", "iqlkit.expectile", "iqlkit.tabular", "iqlkit.nets", "iqlkit.smoke", "iqlkit.maze", "iqlkit.device",
-        "iqlkit.parallel", "iqlkit.plots.training", "iqlkit.session", "iqlkit.regression"],
-    1: ["iqlkit.data", "iqlkit.evaluate", "iqlkit.pointmaze", "iqlkit.datagen", "iqlkit.antmaze", "iqlkit.controller",
-        "toy_envs", "toy_envs.tabular_mdp", "toy_envs.two_step", "toy_envs.grid_maze"],
-    2: ["iqlkit.iql", "iqlkit.fast", "iqlkit.runfolder", "iqlkit.train", "iqlkit.online"],
-    3: ["iqlkit.awr", "iqlkit.extraction", "iqlkit.baselines", "iqlkit.compare", "iqlkit.sweep", "iqlkit.taustudy",
-        "iqlkit.bench"],
-    4: ["iqlkit.plots", "iqlkit.widgets", "iqlkit.cli", "iqlkit.__main__", "iqlkit.assign"],
+    0: ["iqlkit.theory", "iqlkit.smoke", "iqlkit.session", "iqlkit.parallel"],
+    1: ["iqlkit.envs", "toy_envs"],
+    2: ["iqlkit.engine"],
+    3: ["iqlkit.experiments"],
+    4: ["iqlkit", "iqlkit.plots", "iqlkit.cli", "iqlkit.__main__", "iqlkit.assign"],
 }
 MODULES = sorted(p for pkg in ("iqlkit", "toy_envs") for p in (ROOT / pkg).rglob("*.py"))
 
@@ -27,13 +25,13 @@ def module_name(path: Path) -> str:
 
 
 def layer(name: str) -> int:
-    """The layer of a module: its own entry, else its package's (iqlkit.plots.sweep -> iqlkit.plots)."""
-    for n, names in sorted(LAYERS.items(), key=lambda kv: -kv[0]):
+    """The layer of a module: its own entry, else its package's (iqlkit.engine.iql -> iqlkit.engine)."""
+    for n, names in LAYERS.items():
         if name in names:
             return n
     parent = name.rpartition(".")[0]
     if parent in ("", "iqlkit"):
-        raise KeyError(f"{name} is in no layer: add it to LAYERS in tests/test_layout.py")
+        raise KeyError(f"{name} is in no layer: give it a sub-package, or add it to LAYERS in tests/test_layout.py")
     return layer(parent)
 
 
@@ -44,8 +42,8 @@ def kit_imports(path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in known}
+            modules = {f"{node.module}.{a.name}" for a in node.names} & known  # `from iqlkit.envs import data`
+            found |= modules or {node.module}
     return {n for n in found if n in known} - {module_name(path)}
 
 
@@ -76,6 +74,20 @@ def test_no_import_cycles():
 
 
 def test_the_check_finds_a_cycle_when_there_is_one(monkeypatch):
-    monkeypatch.setitem(GRAPH, "iqlkit.maze", GRAPH["iqlkit.maze"] | {"iqlkit.data"})
-    with pytest.raises(AssertionError, match="import cycle: .*iqlkit.maze -> iqlkit.data"):
+    monkeypatch.setitem(GRAPH, "iqlkit.envs.maze", GRAPH["iqlkit.envs.maze"] | {"iqlkit.envs.data"})
+    with pytest.raises(AssertionError, match="import cycle: .*iqlkit.envs.maze -> iqlkit.envs.data"):
         test_no_import_cycles()
+
+
+def test_the_check_finds_an_engine_module_that_imports_a_figure(monkeypatch):
+    monkeypatch.setitem(GRAPH, "iqlkit.engine.train", GRAPH["iqlkit.engine.train"] | {"iqlkit.plots.training"})
+    with pytest.raises(AssertionError, match=r"iqlkit.engine.train \(layer 2\) imports from higher layers: "
+                                             r"\['iqlkit.plots.training'\]"):
+        test_a_module_imports_only_from_its_layer_or_below("iqlkit.engine.train")
+
+
+def test_the_tree_shows_the_layers():
+    top = sorted(p.stem for p in (ROOT / "iqlkit").glob("*.py"))
+    assert top == ["__init__", "__main__", "cli", "parallel", "session", "smoke"], top  # the rest sit in layers
+    assert {p.name for p in (ROOT / "iqlkit").iterdir() if p.is_dir() and (p / "__init__.py").exists()} == {
+        "theory", "envs", "engine", "experiments", "plots", "assign"}

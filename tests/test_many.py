@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit.iql import IQL, IQLConfig, stack_key
-from iqlkit.nets import EnsembleDropout
+from iqlkit.engine.iql import IQL, IQLConfig, stack_key
+from iqlkit.engine.nets import EnsembleDropout
 from tests.test_train import chain_data
 
 CFG = IQLConfig(hidden=(32, 32), batch_size=64, max_steps=300)

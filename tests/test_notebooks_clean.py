@@ -1,4 +1,4 @@
-"""The notebooks as git would commit them: without outputs, with sliders from iqlkit.widgets, and a course that cites
+"""The notebooks as git would commit them: without outputs, with sliders from iqlkit.plots.widgets, and a course that cites
 no file the students do not have."""
 import json
 import subprocess
@@ -76,7 +76,7 @@ def test_committed_is_the_staged_notebook_not_the_working_copy(tmp_path):
 def test_notebook_sliders_redraw_only_on_release(path):
     source = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
     assert "FloatSlider(" not in source and "IntSlider(" not in source, \
-        f"{path.name}: build sliders with iqlkit.widgets (continuous_update=False), not ipywidgets directly"
+        f"{path.name}: build sliders with iqlkit.plots.widgets (continuous_update=False), not ipywidgets directly"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from iqlkit import cli
-from iqlkit.data import Transitions, flatten_observations, prepare
-from iqlkit.evaluate import evaluate
-from iqlkit.iql import IQL, IQLConfig
-from iqlkit.maze import MazeTask
-from iqlkit.online import (VARIANTS, AWACLike, OnlineSource, ReplayBuffer, by_seed, finetune, goal_rates, joined,
-                           largest_drop, online_config, series, values_at)
-from iqlkit.pointmaze import TASKS, make_env
-from iqlkit.train import fit_many
+from iqlkit.engine.iql import IQL, IQLConfig
+from iqlkit.engine.baselines import AWACLike
+from iqlkit.engine.online import VARIANTS, OnlineSource, ReplayBuffer, finetune, online_config
+from iqlkit.engine.train import fit_many
+from iqlkit.envs.data import Transitions, flatten_observations, prepare
+from iqlkit.envs.evaluate import evaluate
+from iqlkit.experiments.finetuning import by_seed, goal_rates, joined, largest_drop, series, values_at
+from iqlkit.envs.maze import MazeTask
+from iqlkit.envs.pointmaze import TASKS, make_env
 
 CFG = online_config(IQLConfig(hidden=(16, 16), batch_size=32, reward="minus_one"))
 UMAZE = partial(make_env, TASKS["umaze"], True)
@@ -84,8 +85,8 @@ def test_the_offline_phase_draws_exactly_what_fit_many_does():
     reference, _ = fit_many(data, config, seeds=[3, 4], steps=25, log_every=5, eval_every=25, progress=False)
     torch.manual_seed(3)
     learner = IQL(6, 2, [config] * 2, seeds=[3, 4])
-    source = OnlineSource(prepare(data, config), UMAZE, [3, 4], offline_steps=25, online_steps=10)
-    source.advance(learner, 25)
+    source = OnlineSource(learner, prepare(data, config), UMAZE, [3, 4], offline_steps=25, online_steps=10)
+    learner.update_n(source, 25)
     torch.testing.assert_close(weights(learner), weights(reference), rtol=0, atol=0)
 
 
@@ -100,14 +101,14 @@ def tensors(state) -> list[torch.Tensor]:
     return []
 
 
-def test_fine_tuning_from_a_start_leaves_it_untouched_and_repeats_exactly():
+def test_fine_tuning_from_an_initial_state_leaves_it_untouched_and_repeats_exactly():
     data = random_data()
     offline, _ = fit_many(data, CFG, seeds=[0, 1], steps=20, log_every=10, eval_every=20, progress=False)
-    start = offline.state_dict()
-    saved = [t.clone() for t in tensors(start)]
-    runs = [finetune(data, CFG, UMAZE, 20, 10, seeds=(0, 1), variant=variant, n_envs=2, start=start, log_every=10,
-                     eval_every=10, progress=False)[0] for variant in ("iql", "frozen-policy", "iql")]
-    for before, after in zip(saved, tensors(start), strict=True):  # Adam's moments and rates included
+    init = offline.state_dict()
+    saved = [t.clone() for t in tensors(init)]
+    runs = [finetune(data, CFG, UMAZE, 20, 10, seeds=(0, 1), variant=variant, n_envs=2, init_state=init,
+                     log_every=10, eval_every=10, progress=False)[0] for variant in ("iql", "frozen-policy", "iql")]
+    for before, after in zip(saved, tensors(init), strict=True):  # Adam's moments and rates included
         torch.testing.assert_close(after, before, rtol=0, atol=0)
     torch.testing.assert_close(weights(runs[2]), weights(runs[0]), rtol=0, atol=0)
 
@@ -139,9 +140,9 @@ def collected(env_kwargs, steps, terminate_on_success=True):
     """The online rows (reward, terminal, episode end, observation's step) after `steps` env steps."""
     data = prepare(random_data(40, obs_dim=2, act_dim=1), CFG)
     learner = IQL(2, 1, CFG, seeds=[0])
-    source = OnlineSource(data, partial(Scripted, **env_kwargs), [0], offline_steps=0, online_steps=steps,
+    source = OnlineSource(learner, data, partial(Scripted, **env_kwargs), [0], offline_steps=0, online_steps=steps,
                           terminate_on_success=terminate_on_success)
-    source.advance(learner, steps)
+    learner.update_n(source, steps)
     rows = source.buffer.view(0)
     return (rows.rewards[40:].tolist(), rows.terminals[40:].tolist(), rows.episode_ends[40:].tolist(),
             rows.observations[40:, 0].tolist())
@@ -189,11 +190,11 @@ def switch_and_collect(variant, offline=15, online=6):
     torch.manual_seed(0)
     learner = (AWACLike if variant == "bc-awr" else IQL)(6, 2, CFG, seeds=[0])
     learner.bc_until = offline
-    source = OnlineSource(data, UMAZE, [0], offline, online, variant=variant, n_envs=2)
-    source.advance(learner, offline)
+    source = OnlineSource(learner, data, UMAZE, [0], offline, online, variant=variant, n_envs=2)
+    learner.update_n(source, offline)
     source.probe(learner)  # the probe's counts restart here
     at_switch = {"all": weights(learner), "actor": actor(learner)}
-    source.advance(learner, online)
+    learner.update_n(source, online)
     source.close()
     return learner, source, at_switch
 
@@ -229,7 +230,7 @@ def test_bc_awr_clones_offline_then_weighs_by_a_q_of_the_current_policy():
     torch.testing.assert_close(agent.actor_loss(batch, q, q - 5.0), bc)
     agent.bc_until = 0
     torch.manual_seed(7)
-    v, next_v = agent.values(batch.observations, batch.next_observations)
+    v, next_v = agent.state_values(batch.observations, batch.next_observations)
     torch.manual_seed(7)
     both = torch.cat([batch.observations, batch.next_observations], -2)
     expected = agent.target_q(both, agent.policy_sample(both))
@@ -353,8 +354,8 @@ def test_goal_rates_count_terminals_per_thousand_in_full_windows():
 
 def test_maze_run_trains_offline_or_fine_tunes_from_the_switch_and_varies_the_evaluation_episodes(tmp_path,
                                                                                                    monkeypatch):
-    from iqlkit import datagen, pointmaze
-    from iqlkit.online import maze_run
+    from iqlkit.experiments.finetuning import maze_run
+    from iqlkit.envs import datagen, pointmaze
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     dataset = datagen.pointmaze("umaze", "stitch", n_steps=600, seed=0).id
@@ -368,7 +369,7 @@ def test_maze_run_trains_offline_or_fine_tunes_from_the_switch_and_varies_the_ev
     assert sorted(asked) == [("umaze", 3, s) for s in (20, 40, 100_020, 100_040)]  # per seed, changing with the step
     switch = IQL.from_state_dict(offline["switch"])
     assert switch.steps == 20 and switch.seeds == [0, 1]
-    tuned = run("iql", n_envs=2, start=offline["switch"])
+    tuned = run("iql", n_envs=2, init_state=offline["switch"])
     assert tuned["switch"] is offline["switch"] and tuned["end"]["steps"] == 40
     assert [r["step"] for r in tuned["rows"]] == [30, 30, 40, 40]  # from the switch on
     assert [len(o["xy"]) for o in tuned["online"]] == [20, 20] and tuned["online"][0]["xy"].shape[1] == 2

@@ -4,7 +4,7 @@ import pytest
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
-from iqlkit import antmaze
+from iqlkit.envs import antmaze
 from iqlkit.plots import antmaze as P
 
 UMAZE = antmaze.MINARI_UMAZE_EVAL_MAP  # the eval maze Minari's umaze datasets carry (mirrored)

@@ -2,10 +2,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from iqlkit.expectile import expectile_loss, normal_expectile
+from iqlkit.experiments.regression import BoundedToy, beta_expectiles, fit_conditional_expectiles, sample_expectiles
 from iqlkit.plots import expectile as plots
-from iqlkit.regression import BoundedToy, beta_expectiles, fit_conditional_expectiles, sample_expectiles
-from iqlkit.widgets import interactive_figure, tau_slider
+from iqlkit.plots.widgets import interactive_figure, tau_slider
+from iqlkit.theory.expectile import expectile_loss, normal_expectile
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from matplotlib.image import AxesImage
 from matplotlib.quiver import Quiver
 
 from iqlkit.plots import grid as G
-from iqlkit.tabular import empirical_mdp, expectile_value_iteration, sampled_iql, value_iteration
+from iqlkit.theory.tabular import empirical_mdp, expectile_value_iteration, sampled_iql, value_iteration
 from toy_envs import grid_maze, maze_dataset, u_maze
 from toy_envs.grid_maze import MOVES
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from matplotlib.patches import Circle
 
-from iqlkit import antmaze, pointmaze
-from iqlkit.maze import GOAL_RADIUS
+from iqlkit.envs import antmaze, pointmaze
+from iqlkit.envs.maze import GOAL_RADIUS
 from iqlkit.plots.maze import cell_square, draw_maze, maze_extent
 
 TASKS = [pointmaze.TASKS["umaze"], pointmaze.TASKS["medium"], antmaze.TASKS["umaze"], antmaze.TASKS["large"]]

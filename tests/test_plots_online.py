@@ -1,10 +1,10 @@
 import matplotlib.pyplot as plt
-from matplotlib.colors import same_color
 import numpy as np
 import pytest
+from matplotlib.colors import same_color
 
+from iqlkit.envs.pointmaze import TASKS
 from iqlkit.plots import online as P
-from iqlkit.pointmaze import TASKS
 
 UMAZE = TASKS["umaze"]
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from matplotlib.image import AxesImage
 
-from iqlkit.data import Transitions
+from iqlkit.envs.data import Transitions
+from iqlkit.envs.pointmaze import TASKS, bfs_distances, value_grid
 from iqlkit.plots import pointmaze as P
-from iqlkit.pointmaze import TASKS, bfs_distances, value_grid
 
 UMAZE = TASKS["umaze"]
 

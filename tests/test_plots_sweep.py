@@ -4,9 +4,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import to_hex
 
-from iqlkit.iql import IQLConfig
+from iqlkit.engine.iql import IQLConfig
+from iqlkit.experiments.sweep import config_id
 from iqlkit.plots.sweep import diagnostics, tabular_study, tau_and_double_q
-from iqlkit.sweep import config_id
 
 BASE = IQLConfig(max_steps=20)
 

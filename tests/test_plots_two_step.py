@@ -3,7 +3,7 @@ import pytest
 from matplotlib.patches import Circle, FancyBboxPatch, Rectangle
 
 from iqlkit.plots import two_step as F
-from iqlkit.tabular import expectile_value_iteration, sampled_iql
+from iqlkit.theory.tabular import expectile_value_iteration, sampled_iql
 from toy_envs import flip_tau, two_step_behavior, two_step_mdp, v_s1_closed_form
 from toy_envs.two_step import S0, S1, S2
 

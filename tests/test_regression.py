@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit.expectile import expectile, expectile_loss
-from iqlkit.regression import (BoundedToy, beta_expectiles, expectile_regression_loss, fit_conditional_expectiles,
-                               head_errors, loglog_slope, sample_expectiles, uniform_expectile)
+from iqlkit.experiments.regression import (BoundedToy, beta_expectiles, expectile_regression_loss,
+                                            fit_conditional_expectiles, head_errors, loglog_slope, sample_expectiles,
+                                            uniform_expectile)
+from iqlkit.theory.expectile import expectile, expectile_loss
 
 TAUS = (0.1, 0.5, 0.9, 0.99)
 GRID = np.linspace(-0.95, 0.95, 101)

@@ -5,10 +5,10 @@ import csv
 import pytest
 import torch
 
-from iqlkit import runfolder
-from iqlkit.iql import IQLConfig
-from iqlkit.runfolder import CheckpointError, RunFolder, read_checkpoint
-from iqlkit.train import fit
+from iqlkit.engine import runfolder
+from iqlkit.engine.iql import IQLConfig
+from iqlkit.engine.runfolder import CheckpointError, RunFolder, read_checkpoint
+from iqlkit.engine.train import fit
 from tests.test_train import chain_data, params
 
 CFG = IQLConfig(hidden=(16, 16), batch_size=32, max_steps=60)

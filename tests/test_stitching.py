@@ -2,10 +2,10 @@
 
 import pytest
 
-from iqlkit import datagen
-from iqlkit.compare import compare_methods, success_table
-from iqlkit.data import load_minari
-from iqlkit.iql import IQLConfig
+from iqlkit.engine.iql import IQLConfig
+from iqlkit.envs import datagen
+from iqlkit.envs.data import load_minari
+from iqlkit.experiments.compare import compare_methods, success_table
 
 
 @pytest.mark.long  # 30k updates of one stack of 9 agents (3 methods x 3 seeds) in one process: about 11 CPU-minutes

@@ -5,14 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit import sweep as sweep_module
-from iqlkit.awr import advantages, clip_fraction, effective_sample_size
-from iqlkit.data import Batch
-from iqlkit.iql import IQL, IQLConfig
-from iqlkit.sweep import (ablation, ablation_table, config_id, final_scores, format_table, read_results, stack_key,
-                          sweep, with_value)
-from iqlkit.taustudy import Probe
-from iqlkit.train import fit
+from iqlkit.engine.iql import IQL, IQLConfig
+from iqlkit.engine.train import fit
+from iqlkit.experiments import sweep as sweep_module
+from iqlkit.experiments.extraction import clip_fraction, effective_sample_size
+from iqlkit.experiments.sweep import (ablation, ablation_table, config_id, final_scores, format_table, read_results,
+                                      stack_key, sweep, with_value)
+from iqlkit.experiments.taustudy import Probe
 from tests.test_train import chain_data
 
 BASE = IQLConfig(hidden=(16, 16), batch_size=32, max_steps=40)
@@ -125,9 +124,8 @@ def test_probe_matches_the_readable_agents():
     probe = Probe(data, n=256)
     got = probe(learner)
     obs, act = probe.observations, probe.actions
-    batch = Batch(obs.expand(2, -1, -1), act.expand(2, -1, -1), None, None, None)
     for k, config in enumerate(configs):
-        u = advantages(learner, batch)[k]
+        u = learner.advantage(obs.expand(2, -1, -1), act.expand(2, -1, -1))[k]
         w = torch.exp(config.beta * u).clamp(max=1.5)
         tau = config.tau
         sw = torch.where(u < 0, 1 - tau, tau)
@@ -149,8 +147,7 @@ def test_probe_quality_diagnostics_follow_the_weights():
     got = probe(learner)
     a = probe.actions[:, 0]
     assert float(got["awr_quality"][0]) == pytest.approx(float(a.mean()), abs=1e-5)  # beta 0: BC's mean quality
-    u = advantages(learner, Batch(probe.observations.expand(2, -1, -1), probe.actions.expand(2, -1, -1), None, None,
-                                  None))[1]
+    u = learner.advantage(probe.observations.expand(2, -1, -1), probe.actions.expand(2, -1, -1))[1]
     w = torch.exp(20.0 * u).clamp(max=100.0)
     assert float(got["awr_quality"][1]) == pytest.approx(float((w * a).sum() / w.sum()), rel=1e-4)
     expected = float(torch.corrcoef(torch.stack([u, a]))[0, 1])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from iqlkit import tabular as T
-from iqlkit.expectile import expectile
+from iqlkit.theory import tabular as T
+from iqlkit.theory.expectile import expectile
 
 
 def random_mdp(seed, n_states=7, n_actions=3, sparse_support=True):

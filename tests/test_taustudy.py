@@ -5,10 +5,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from iqlkit.iql import IQLConfig
+from iqlkit.engine.iql import IQLConfig
+from iqlkit.experiments.sweep import ablation, config_id
+from iqlkit.experiments.taustudy import tabular_tau_study
 from iqlkit.plots.sweep import ablation_panels, curve, diagnostics, tabular_study, tau_and_double_q
-from iqlkit.sweep import ablation, config_id
-from iqlkit.taustudy import tabular_tau_study
 from toy_envs import maze_dataset, u_maze
 
 matplotlib.use("Agg")

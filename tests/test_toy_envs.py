@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from iqlkit import tabular as T
+from iqlkit.theory import tabular as T
 from toy_envs import flip_tau, maze_dataset, two_step_behavior, two_step_mdp, u_maze, v_s1_closed_form
 from toy_envs.two_step import DOWN, S0, S1, S2, UP
 

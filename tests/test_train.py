@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from iqlkit.data import Transitions
-from iqlkit.iql import IQL, IQLConfig
-from iqlkit.runfolder import CheckpointError, read_checkpoint
-from iqlkit.train import fit, fit_many
+from iqlkit.engine.iql import IQL, IQLConfig
+from iqlkit.engine.runfolder import CheckpointError, read_checkpoint
+from iqlkit.engine.train import fit, fit_many
+from iqlkit.envs.data import Transitions
 
 CFG = IQLConfig(hidden=(16, 16), batch_size=32, max_steps=60)
 
@@ -39,7 +39,6 @@ def test_resume_from_checkpoint_reaches_the_same_result(tmp_path):
     assert resumed.steps == 60
     torch.testing.assert_close(params(resumed), params(straight), rtol=0, atol=0)
     assert [int(r["step"]) for r in log_rows(tmp_path)] == [10, 20, 30, 40, 50, 60]
-    assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
 def test_resume_with_dropout_is_exact_too(tmp_path):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from jupyter_client.manager import start_new_kernel
 
+from iqlkit.experiments.regression import BoundedToy, fit_conditional_expectiles
 from iqlkit.plots import expectile as p01, extraction as p05, grid as p03, two_step as p02
-from iqlkit.regression import BoundedToy, fit_conditional_expectiles
+from iqlkit.plots.widgets import interactive_figure, slider, tau_slider
 from iqlkit.smoke import pick
-from iqlkit.tabular import empirical_mdp, value_iteration
-from iqlkit.widgets import interactive_figure, slider, tau_slider
+from iqlkit.theory.tabular import empirical_mdp, value_iteration
 from toy_envs import maze_dataset, u_maze
 
 REDRAW_TARGET_S = 1.0  # CPU seconds per redraw we aim for; over it the test warns (a busy machine is no bug)
@@ -89,7 +89,7 @@ import json, time
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from iqlkit.widgets import interactive_figure, tau_slider
+from iqlkit.plots.widgets import interactive_figure, tau_slider
 
 def slow(tau):
     time.sleep(0.5)  # a draw that takes a while: arrow-key presses arrive during it

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iqlkit.tabular import TabularData, value_iteration, greedy_policy
+from iqlkit.theory.tabular import TabularData, greedy_policy, value_iteration
 from toy_envs.tabular_mdp import TabularMDP
 
 MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))  # up, down, left, right as (row, col) steps

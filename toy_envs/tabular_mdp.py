@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iqlkit.tabular import TabularData, check_mdp
+from iqlkit.theory.tabular import TabularData, check_mdp
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from iqlkit.expectile import check_tau
+from iqlkit.theory.expectile import check_tau
 from toy_envs.tabular_mdp import TabularMDP
 
 S0, S1, S2, END = 0, 1, 2, 3

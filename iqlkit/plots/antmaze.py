@@ -10,16 +10,16 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from iqlkit.antmaze import CELL, PAPER_SCORES, TASKS, G, R, make_eval_env
-from iqlkit.data import flatten_observations
-from iqlkit.maze import MazeTask, first_success
+from iqlkit.envs.antmaze import CELL, PAPER_SCORES, TASKS, G, R, make_eval_env
+from iqlkit.envs.data import flatten_observations
+from iqlkit.envs.maze import MazeTask, first_success
 from iqlkit.plots.maze import cell_square, draw_maze
 
 MARKS = (R, G)  # the letters of the start and goal: gymnasium-robotics' marks 'r' and 'g', as notebook 06 names them
 
 
 def eval_task(name: str) -> MazeTask:
-    """D4RL's evaluation task of a maze or dataset name ('umaze', 'medium-play', ...): iqlkit.antmaze.TASKS."""
+    """D4RL's evaluation task of a maze or dataset name ('umaze', 'medium-play', ...): iqlkit.envs.antmaze.TASKS."""
     return TASKS[name.split("-")[0]]
 
 

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from iqlkit.maze import MazeTask, first_success
+from iqlkit.envs.maze import MazeTask, first_success
 
 
 def episode_table(dataset) -> dict[str, np.ndarray]:

@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from iqlkit.expectile import expectile_loss, normal_expectile
-from iqlkit.regression import BoundedToy, ExpectileFit, loglog_slope
+from iqlkit.experiments.regression import BoundedToy, ExpectileFit, loglog_slope
+from iqlkit.theory.expectile import expectile_loss, normal_expectile
 
 U_RANGE = (-2.0, 2.0)
 

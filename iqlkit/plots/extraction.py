@@ -7,13 +7,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from iqlkit.awr import clip_fraction, clipped_weights, effective_sample_size
+from iqlkit.engine.iql import awr_weight
+from iqlkit.experiments.extraction import clip_fraction, effective_sample_size
 
 FLOOR = 1e-6  # weights below this are drawn at it on the log axis: next to the clip of 100 they pull on nothing
 
 
 def _weight_stats(adv: np.ndarray, beta: float, clip: float) -> tuple[np.ndarray, float, float]:
-    w = clipped_weights(adv, beta, clip)
+    w = awr_weight(adv, beta, clip)
     return w.numpy().astype(float), clip_fraction(w, clip), effective_sample_size(w)
 
 

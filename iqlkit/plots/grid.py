@@ -13,7 +13,7 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from iqlkit.tabular import SampledIQLRun, expectile_value_iteration, greedy_policy, policy_evaluation
+from iqlkit.theory.tabular import SampledIQLRun, expectile_value_iteration, greedy_policy, policy_evaluation
 from toy_envs.grid_maze import MOVES, GridMaze
 
 WALL_COLOR = "0.25"

@@ -1,5 +1,5 @@
 """A PointMaze or AntMaze maze from above (notebooks 04, 06 and 08): wall and floor cells, the evaluation start and the
-goal's success radius, on the x-y plane of iqlkit.maze.MazeTask."""
+goal's success radius, on the x-y plane of iqlkit.envs.maze.MazeTask."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.patches import Circle, Rectangle
 
-from iqlkit.maze import GOAL_RADIUS, MazeTask
+from iqlkit.envs.maze import GOAL_RADIUS, MazeTask
 
 WALL_COLOR, FLOOR_COLOR, GRID_COLOR = "0.25", "0.96", "0.8"
 CMAP = "viridis"

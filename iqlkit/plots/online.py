@@ -10,8 +10,8 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from iqlkit.maze import GOAL_RADIUS, MazeTask
-from iqlkit.online import series
+from iqlkit.envs.maze import GOAL_RADIUS, MazeTask
+from iqlkit.experiments.finetuning import series
 from iqlkit.plots.maze import CMAP, draw_maze, maze_extent
 
 
@@ -149,7 +149,7 @@ def goal_rate_figure(rates: dict[str, np.ndarray], window: int, offline_rate: fl
 
 def drops_figure(drops: dict[str, np.ndarray], title: str = "", colors: dict[str, str] | None = None) -> Figure:
     """Per label: a bar at the mean over seeds of the largest fall of the success rate between two evaluations
-    (online.largest_drop), a dot per seed, the mean written above the bar."""
+    (iqlkit.experiments.finetuning.largest_drop), a dot per seed, the mean written above the bar."""
     fig, ax = plt.subplots(figsize=(1.9 * len(drops) + 2, 4.2))
     rng = np.random.default_rng(0)
     for k, (name, per_seed) in enumerate(drops.items()):

@@ -10,8 +10,8 @@ import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from iqlkit.data import Transitions
-from iqlkit.maze import MazeTask
+from iqlkit.envs.data import Transitions
+from iqlkit.envs.maze import MazeTask
 from iqlkit.plots.maze import CMAP, WALL_COLOR, draw_maze
 
 

@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from iqlkit.iql import IQLConfig
-from iqlkit.sweep import AXIS_LABELS, config_id, final_scores
+from iqlkit.engine.iql import IQLConfig
+from iqlkit.experiments.sweep import AXIS_LABELS, config_id, final_scores
 
 
 def _score_points(ax, x: float, scores: np.ndarray, color: str) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyBboxPatch
 
-from iqlkit.tabular import SampledIQLRun, expectile_value_iteration
+from iqlkit.theory.tabular import SampledIQLRun, expectile_value_iteration
 from toy_envs.two_step import (DOWN, S0, S1, S2, STATE_NAMES, UP, flip_tau, two_step_behavior, two_step_mdp,
                                v_s1_closed_form)
 

@@ -12,8 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from iqlkit.expectile import check_tau, expectile, expectile_loss
-from iqlkit.nets import mlp
+from iqlkit.engine.nets import mlp
+from iqlkit.theory.expectile import check_tau, expectile, expectile_loss
 
 
 def sample_expectiles(x: np.ndarray, taus: Sequence[float], weights: np.ndarray | None = None) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from iqlkit.expectile import check_tau, expectile_rows
+from iqlkit.theory.expectile import check_tau, expectile_rows
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,32 @@
 """Implicit Q-Learning as the authors ran it: expectile V, TD Q with V(s'), AWR policy, Polyak target Q.
 
-One update (Algorithm 1, authors' order): V first, then the actor with the new V, then Q with the new V(s'), then
-the Polyak step of the target Q. There is no target V. The networks are initialised as in the authors' code
-(orthogonal, gain sqrt(2), zero biases; IQLConfig.init='torch' for PyTorch's default).
+How one update runs, top to bottom in `IQL.update` (Algorithm 1, the authors' order):
+  1. q_target = min(Q1_target, Q2_target)(s, a)                                    `target_q`
+  2. a V step on the expectile loss L_tau(q_target - V(s)), Eq. 5                  `value_loss` (L_tau:
+     iqlkit/theory/expectile.py)
+  3. V(s) and V(s') from the V just updated                                        `state_values`
+  4. an actor step on AWR, -min(exp(beta (q_target - V(s))), 100) log pi(a|s), Eq. 7 `actor_loss`, `awr_weight`
+     (the Gaussian policy and the networks: iqlkit/engine/nets.py)
+  5. a Q step on sum_i (r + gamma (1 - terminal) V(s') - Q_i(s, a))^2, Eq. 6       `q_loss`
+  6. the Polyak step of the target Q. There is no target V.
+Each step is `_adam_step`: one fused Adam over the stacked weights. Where the updates come from:
+`python -m iqlkit train` (iqlkit/cli.py) calls `fit_many`, which calls `train`, the loop (both in
+iqlkit/engine/train.py); between two log points the loop asks `update_n` here for n updates, and `update_n` draws
+each minibatch from its source and calls `update`: 5 calls in 3 files from the command to a gradient step.
+The networks are initialised as in the authors' code (orthogonal, gain sqrt(2), zero biases; IQLConfig.init='torch'
+for PyTorch's default).
 
 `IQL` holds S agents in one set of tensors (S = 1: one run): every weight has a leading agent dimension, every
 batch is [S, B, ...], every loss is [S]; tau, beta, the actor's dropout and a learning-rate factor may differ per
 agent. Adam works elementwise, so one Adam over stacked weights is S independent Adams. This one class is the
-readable path, the many-seeds path and, through iqlkit.fast (CUDA graphs), the fast path: the same lines run.
+readable path, the many-seeds path and, through iqlkit.engine.fast (CUDA graphs), the fast path: the same lines run.
+
+What a subclass overrides (the pattern of CS285's `IQLAgent(AWACAgent)`; train it with `fit(..., agent_cls=...)`):
+`value_loss`, `actor_loss` and `q_loss` (each from the batch and the tensors the update computed), `state_values`
+(what the advantage subtracts and Q's target bootstraps from) and `target_q`. The baselines show both ends: one-step
+RL needs no subclass, only tau = 0.5 (the expectile becomes the mean, so V evaluates the behaviour policy:
+iqlkit.engine.baselines.method_setup), while the AWAC-like baseline (iqlkit.engine.baselines.AWACLike) overrides
+`state_values` to read Q at the policy's own actions and `actor_loss` to start as behaviour cloning.
 """
 from __future__ import annotations
 
@@ -20,9 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from iqlkit.data import Batch, Transitions
-from iqlkit.expectile import check_tau, expectile_loss
-from iqlkit.nets import INITS, GaussianPolicy, TwinQ, ValueNet, agent_generators
+from iqlkit.engine.nets import INITS, GaussianPolicy, TwinQ, ValueNet, agent_generators
+from iqlkit.envs.data import Batch
+from iqlkit.theory.expectile import check_tau, expectile_loss
 
 STATS = ("v_loss", "actor_loss", "q_loss", "q_mean", "v_mean")  # what update() returns, in this order
 REWARDS = ("none", "minus_one", "return_range")
@@ -145,6 +164,12 @@ def cosine_factor(step: torch.Tensor | float, max_steps: int) -> torch.Tensor:
     return 0.5 * (1 + torch.cos(math.pi * t / max_steps))
 
 
+def awr_weight(advantage: torch.Tensor | np.ndarray, beta: torch.Tensor | float, clip: float = 100.0) -> torch.Tensor:
+    """AWR's weight of a dataset action, w = min(exp(beta A), clip) (Eq. 7 with the authors' clip); beta = 0 gives
+    w = 1: behaviour cloning."""
+    return torch.exp(beta * torch.as_tensor(advantage, dtype=torch.float32)).clamp(max=clip)
+
+
 def _per_agent(values: list[float], device: torch.device) -> torch.Tensor:
     """One hyperparameter per agent as a [S, 1] tensor (broadcasts against [S, B])."""
     return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1)
@@ -159,7 +184,8 @@ class IQL:
     """
 
     def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig | Sequence[IQLConfig] = IQLConfig(),
-                 device: str | torch.device = "cpu", seeds: Sequence[int] | None = None) -> None:
+                 device: str | torch.device = "cpu", seeds: Sequence[int] | None = None,
+                 capturable: bool = False) -> None:
         configs = [config] if isinstance(config, IQLConfig) else list(config)
         if not configs:
             raise ValueError("need at least one config (one per agent)")
@@ -186,15 +212,15 @@ class IQL:
         self.critic, self.value_net = self.critic.to(dev), self.value_net.to(dev)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.steps = 0  # IQL updates done
-        self.capturable = False  # Adam safe inside a CUDA graph (iqlkit.fast sets it)
+        self.capturable = capturable  # Adam safe inside a CUDA graph (iqlkit.engine.fast asks for it)
         self.q_opt = self.adam(self.critic, c.critic_lr)
         self.v_opt = self.adam(self.value_net, c.value_lr)
         self.reset_actor(generators)
 
     def adam(self, net: nn.Module, lr: float) -> torch.optim.Adam:
         """Adam over a network's stacked weights, fused (one kernel per step, on CPU and GPU); its rate is a device
-        tensor (the actor's follows the cosine schedule on the device); capturable when iqlkit.fast records CUDA
-        graphs."""
+        tensor (the actor's follows the cosine schedule on the device); capturable when iqlkit.engine.fast records
+        CUDA graphs."""
         return torch.optim.Adam(net.parameters(), lr=torch.tensor(lr, device=self.device),
                                 fused=True, capturable=self.capturable)
 
@@ -238,8 +264,9 @@ class IQL:
         """Eq. 5: L_V = E[L_tau(Q_target(s, a) - V(s))], L_tau(u) = |tau - 1(u < 0)| u^2, tau of agent k: [S]."""
         return expectile_loss(q_target - self.value_net(batch.observations), self.tau).mean(-1)
 
-    def values(self, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """V(s) and V(s') in one pass of the value net, no gradient: [S, B] each."""
+    def state_values(self, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state values the update reads, V(s) for the advantage and V(s') for Q's target, in one pass of the
+        value net, no gradient: [S, B] each."""
         with torch.no_grad():
             v = self.value_net(torch.cat([obs, next_obs], -2))
             return v[..., : obs.shape[-2]], v[..., obs.shape[-2]:]
@@ -247,7 +274,7 @@ class IQL:
     def actor_loss(self, batch: Batch, q_target: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Eq. 7: L_pi = -E[min(exp(beta (Q_target(s, a) - V(s))), 100) log pi(a|s)], no gradient through the
         weight: [S]."""
-        weight = torch.exp(self.beta * (q_target - v)).clamp(max=self.config.adv_clip)
+        weight = awr_weight(q_target - v, self.beta, self.config.adv_clip)
         return -(weight * self.actor.log_prob(batch.observations, batch.actions)).mean(-1)
 
     def q_loss(self, batch: Batch, next_v: torch.Tensor) -> torch.Tensor:
@@ -264,23 +291,28 @@ class IQL:
         s, a, s_next = batch.observations, batch.actions, batch.next_observations
         q_target = self.target_q(s, a)
         if self.config.update_order == "corl":  # actor and Q see V before its step
-            v, next_v = self.values(s, s_next)
+            v, next_v = self.state_values(s, s_next)
         v_loss = self.value_loss(batch, q_target)  # Eq. 5
-        self._step(self.v_opt, v_loss)
+        self._adam_step(self.v_opt, v_loss)
         if self.config.update_order == "authors":  # actor and Q see the V just updated
-            v, next_v = self.values(s, s_next)
-        actor_loss = self.actor_loss(batch, q_target, v)  # Eq. 7
-        self._step(self.actor_opt, actor_loss, self._actor_lr())
+            v, next_v = self.state_values(s, s_next)
+        actor_loss = self._actor_step(batch, q_target, v)  # Eq. 7
         q_loss = self.q_loss(batch, next_v)  # Eq. 6
-        self._step(self.q_opt, q_loss)
+        self._adam_step(self.q_opt, q_loss)
         with torch.no_grad():  # Polyak: theta_target <- theta_target + polyak (theta - theta_target)
             torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()),
                                  self.config.polyak)
         self.steps += 1
-        self.actor_t += 1
         S = self.n_agents
         return {"v_loss": v_loss.detach().reshape(S), "actor_loss": actor_loss.detach().reshape(S),
                 "q_loss": q_loss.detach().reshape(S), "q_mean": q_target.mean(-1), "v_mean": v.mean(-1)}
+
+    def _actor_step(self, batch: Batch, q_target: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The AWR step of the actor (Eq. 7) at its scheduled rate; returns its loss [S]."""
+        actor_loss = self.actor_loss(batch, q_target, v)
+        self._adam_step(self.actor_opt, actor_loss, self._actor_lr())
+        self.actor_t += 1
+        return actor_loss
 
     def _actor_lr(self) -> torch.Tensor | None:
         """The actor's rate for its step t, lr_0 cosine_factor(t, T), looked up on the device (no host sync; None
@@ -289,7 +321,7 @@ class IQL:
             return None
         return self._lr_table[self.actor_t.clamp(max=self.config.max_steps)]
 
-    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, lr: torch.Tensor | None = None) -> None:
+    def _adam_step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, lr: torch.Tensor | None = None) -> None:
         """Adam step on the sum of the agents' losses (their weights are disjoint, so each gets its own gradient);
         with per-agent rates theta_k <- theta_k + s_k (Adam(theta)_k - theta_k) (Adam's step is linear in lr)."""
         if lr is not None:
@@ -313,13 +345,13 @@ class IQL:
             self._scales[shape] = scale.view(-1, *[1] * (len(shape) - 1))
         return self._scales[shape]
 
-    def run(self, data: Transitions, n: int,
-            generators: Sequence[torch.Generator] | torch.Generator | None = None) -> torch.Tensor:
-        """n updates on fresh minibatches of `data` (agent k's from generators[k] when a list is given); the
-        per-agent stats summed over them: [n_stats, S], no host sync."""
+    def update_n(self, source, n: int) -> torch.Tensor:
+        """n updates, each on a fresh minibatch source.sample_agents(S, B) (iqlkit.engine.train's OfflineSource of
+        a dataset, or fine-tuning's OnlineSource); the per-agent stats summed over them: [n_stats, S], no host
+        sync."""
         total = torch.zeros(len(STATS), self.n_agents, device=self.device)
         for _ in range(n):
-            stats = self.update(data.sample_agents(self.n_agents, self.config.batch_size, generators))
+            stats = self.update(source.sample_agents(self.n_agents, self.config.batch_size))
             total += torch.stack([stats[k] for k in STATS])
         return total
 
@@ -329,10 +361,7 @@ class IQL:
         q_target = self.target_q(batch.observations, batch.actions)
         with torch.no_grad():
             v = self.value_net(batch.observations)
-        actor_loss = self.actor_loss(batch, q_target, v)
-        self._step(self.actor_opt, actor_loss, self._actor_lr())
-        self.actor_t += 1
-        return {"actor_loss": actor_loss.detach()}
+        return {"actor_loss": self._actor_step(batch, q_target, v).detach()}
 
     def agent_batch(self, batch: Batch) -> Batch:
         """[B, ...] -> [1, B, ...] for a single agent; a stacked batch as it is."""
@@ -377,6 +406,14 @@ class IQL:
         (x,), squeeze = self.as_inputs(obs)
         out = self.value_net(x)
         return (out[0] if squeeze else out).cpu().numpy()
+
+    @torch.no_grad()
+    def advantage(self, obs: np.ndarray | torch.Tensor, act: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """A(s, a) = Q_target(s, a) - V(s), as the actor loss weighs the data's (s, a): a tensor on the device, [n]
+        for one agent and inputs [n, d], else [S, n]."""
+        (x, a), squeeze = self.as_inputs(obs, act)
+        adv = self.target_q(x, a) - self.value_net(x)
+        return adv[0] if squeeze else adv
 
     @torch.no_grad()
     def q(self, obs: np.ndarray | torch.Tensor, act: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from iqlkit.maze import MazeTask, next_cells
+from iqlkit.envs.maze import MazeTask, next_cells
 
-WEIGHTS = Path(__file__).parent / "recorded" / "ant_controller.json"
+WEIGHTS = Path(__file__).parents[1] / "recorded" / "ant_controller.json"
 ANT_KWARGS = {"exclude_current_positions_from_observation": True, "include_cfrc_ext_in_observation": False}
 OBS_DIM, ACT_DIM = 27, 8  # AntMaze's `observation` (qpos[2:] 13, qvel 14); the ant's 8 hinge motors
 VELOCITY_WEIGHT, SPEED_CAP, UPRIGHT_WEIGHT, CTRL_WEIGHT = 10.0, 1.5, 3.0, 0.5  # r = 10 min(v.d, 1.5) + 3 u - 0.5 |a|^2
@@ -110,7 +110,7 @@ class Controller:
             if dims[0][0] != OBS_DIM + 2 or dims[-1][1] != ACT_DIM or any(a[1] != b[0] for a, b in zip(dims, dims[1:])):
                 raise ValueError(f"layer shapes {dims} do not map {OBS_DIM + 2} inputs to {ACT_DIM} actions")
         except (ValueError, KeyError, TypeError, IndexError) as e:
-            raise ValueError(f"{path} is not a controller weights file written by iqlkit.controller.export ({e}); "
+            raise ValueError(f"{path} is not a controller weights file written by iqlkit.envs.controller.export ({e}); "
                              f"retrain with python -m iqlkit controller train, or restore it from git") from e
 
     def __call__(self, obs: np.ndarray, command: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from iqlkit.data import flatten_observations
+from iqlkit.envs.data import flatten_observations
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ evaluation env uses the D4RL start ('r') and goal ('g') cells below and is conti
 steps spent at the goal, so the kit scores success (any step within 0.45 of the goal). The 27-dim `observation`
 has no x-y: data.flatten_observations puts `achieved_goal` (the ant's position) in front of it.
 
-`generate` makes such datasets by Minari's recipe: the kit's trained ant (iqlkit.controller) walks towards D4RL's
+`generate` makes such datasets by Minari's recipe: the kit's trained ant (iqlkit.envs.controller) walks towards D4RL's
 waypoints (next cell on a shortest path + 0-1 m jitter, the goal itself from the goal's cell and its neighbours)
 with std 0.2 Gaussian action noise, continuing task, 1M steps. Its modes keep D4RL's meanings, which name the data:
 'play' draws start and goal among marked cells (D4RL: hand-picked; here the `*_Diverse_GR` maps' 'c' cells, and
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from iqlkit.controller import NOISE, WEIGHTS, Controller, cached, direction_episode, drive
-from iqlkit.maze import GOAL, START as R, MazeTask
+from iqlkit.envs.controller import NOISE, WEIGHTS, Controller, cached, direction_episode, drive
+from iqlkit.envs.maze import GOAL, START as R, MazeTask
 from iqlkit.parallel import process_map
 
 G = GOAL
@@ -226,7 +226,7 @@ def generate(maze: str = "umaze", mode: str = "play", n_steps: int = 1_000_000, 
         minari.delete_dataset(dataset_id)
     return minari.create_dataset_from_buffers(
         dataset_id, buffers, env=env.spec, eval_env=make_eval_env(name).spec,
-        algorithm_name="BFS waypoints + SAC ant controller (iqlkit.controller)",
+        algorithm_name="BFS waypoints + SAC ant controller (iqlkit.envs.controller)",
         **({"ref_min_score": 0.0, "ref_max_score": ref_max, "num_episodes_average_score": ref_episodes}
            if ref_max > 0 else {}),
         description=f"iqlkit: AntMaze {maze} {mode} by Minari's recipe (D4RL's meaning of {mode!r}: "
@@ -259,6 +259,6 @@ def check_controller(weights: str | Path = WEIGHTS, episodes: int = 100, steps: 
     for name, noise, key in (("umaze", 0.0, "umaze_success"), ("umaze", NOISE, "umaze_success_noise"),
                              ("medium-play", NOISE, "medium_success_noise"), ("medium-play", 0.0, "medium_success"),
                              ("large-play", NOISE, "large_success_noise")):
-        figures[key] = float(np.mean(process_map(maze_success, [(weights, name, seed + i, noise) for i in range(episodes)],
-                                                workers, f"controller check: {key}")))
+        jobs = [(weights, name, seed + i, noise) for i in range(episodes)]
+        figures[key] = float(np.mean(process_map(maze_success, jobs, workers, f"controller check: {key}")))
     return figures | {"episodes": episodes, "episode_steps": steps}

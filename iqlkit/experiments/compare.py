@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from iqlkit.baselines import method_setup
-from iqlkit.data import Transitions, flatten_observations
-from iqlkit.evaluate import evaluate
-from iqlkit.iql import IQLConfig
+from iqlkit.engine.baselines import method_setup
+from iqlkit.engine.iql import IQLConfig
+from iqlkit.engine.runfolder import read_csv, write_csv
+from iqlkit.engine.train import fit_many
+from iqlkit.envs.data import Transitions, flatten_observations
+from iqlkit.envs.evaluate import evaluate
+from iqlkit.envs.pointmaze import TASKS, make_env
 from iqlkit.parallel import process_map
-from iqlkit.pointmaze import TASKS, make_env
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Run:
 
 
 def env_factory(task: str | Callable[[], object]) -> Callable[[], object]:
-    """The evaluation env factory: a PointMaze task's name (iqlkit.pointmaze.TASKS), or any picklable factory."""
+    """The evaluation env factory: a PointMaze task's name (iqlkit.envs.pointmaze.TASKS), or any picklable factory."""
     if callable(task):
         return task
     if task not in TASKS:
@@ -43,8 +45,6 @@ def run_methods(methods: tuple[str, ...], seeds: tuple[int, ...], data: Transiti
     steps on eval_episodes episodes of `task` (observations through obs_fn, as in training); one Run per method and
     seed, method by method. With log_dir the stack logs, checkpoints and resumes in log_dir/<methods joined by +>."""
     import torch
-
-    from iqlkit.train import fit_many
 
     torch.set_num_threads(1)
     setups = [method_setup(m, data, config) for m in methods]
@@ -90,20 +90,13 @@ def compare_methods(data: Transitions, config: IQLConfig, task: str | Callable[[
 
 
 def write_results(runs: list[Run], path: str | Path) -> Path:
-    """One CSV row per evaluation of every Run: method, seed, step, success_rate."""
-    import csv
-
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, ["method", "seed", "step", "success_rate"])
-        writer.writeheader()
-        writer.writerows({"method": r.method, "seed": r.seed, **row} for r in runs for row in r.rows)
-    return Path(path)
+    """One CSV row per evaluation of every Run: method, seed, step, success_rate (written atomically)."""
+    return write_csv(path, [{"method": r.method, "seed": r.seed, **row} for r in runs for row in r.rows],
+                     ["method", "seed", "step", "success_rate"])
 
 
 def read_results(path: str | Path) -> list[Run]:
     """The Runs of a write_results CSV (also .csv.gz), in its order; each Run's score is its last evaluation."""
-    from iqlkit.runfolder import read_csv
-
     runs: dict[tuple[str, int], list[dict]] = {}
     for row in read_csv(path):
         runs.setdefault((row["method"], int(row["seed"])), []).append(

@@ -13,7 +13,7 @@ from typing import NamedTuple, Protocol, Sequence
 import numpy as np
 import torch
 
-from iqlkit.maze import first_success
+from iqlkit.envs.maze import first_success
 
 ACTION_LIMIT = 1 - 1e-5  # the authors clip dataset actions to +-(1 - 1e-5): log pi(a|s) stays finite at the bounds
 
@@ -219,7 +219,7 @@ def preprocess_rewards(data: Transitions, how: str) -> Transitions:
 
 
 class RewardChoice(Protocol):
-    """What prepare reads of a config (an iqlkit.iql.IQLConfig)."""
+    """What prepare reads of a config (an iqlkit.engine.iql.IQLConfig)."""
 
     reward: str
 

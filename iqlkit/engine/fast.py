@@ -1,9 +1,9 @@
-"""The fast path: iqlkit.iql's update, unchanged, with the launch overhead taken out.
+"""The fast path: iqlkit.engine.iql's update, unchanged, with the launch overhead taken out.
 
 One IQL update is about 0.55 GFLOP, far too little to keep a GPU busy: its time goes on launching some 100-150
 small kernels and on the Python that issues them. So:
 - the data sits on the device, a minibatch is one gather, indices are drawn there: no host sync inside the loop;
-- S agents (S = 1 for a single run) share every kernel (iqlkit.iql.IQL), both Q heads in one batched matmul;
+- S agents (S = 1 for a single run) share every kernel (iqlkit.engine.iql.IQL), both Q heads in one batched matmul;
 - Adam is fused and capturable, the actor's cosine rate is looked up on the device;
 - on CUDA, `graph_steps` whole updates, sampling included, are recorded once as a CUDA graph and replayed: one
   launch per `graph_steps` updates and no Python in between;
@@ -20,11 +20,10 @@ from typing import Sequence
 
 import torch
 
-from iqlkit.data import Transitions
-from iqlkit.iql import IQL, STATS
+from iqlkit.engine.iql import IQL, STATS, IQLConfig
 
 WARMUP = 3  # eager updates before capture (PyTorch's recipe: allocate Adam's state and compile outside the graph)
-COMPILED = ("target_q", "value_loss", "values", "actor_loss", "q_loss")  # the pure tensor functions of an update
+COMPILED = ("target_q", "value_loss", "state_values", "actor_loss", "q_loss")  # the pure tensor functions of an update
 
 
 def compile_unavailable(device: str | torch.device) -> str | None:
@@ -50,20 +49,18 @@ class FastIQL(IQL):
     """IQL whose updates run as replays of a captured CUDA graph (graph=True, CUDA only) and whose loss functions
     may be compiled (compile=True); with neither it is IQL."""
 
-    def __init__(self, *args, graph: bool | None = None, compile: bool = False, graph_steps: int = 10,
-                 **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.graph = self.device.type == "cuda" if graph is None else graph
-        if self.graph and self.device.type != "cuda":
-            raise ValueError(f"CUDA graphs need a CUDA device; this agent is on {self.device} (use graph=False)")
+    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig | Sequence[IQLConfig] = IQLConfig(),
+                 device: str | torch.device = "cpu", seeds: Sequence[int] | None = None, graph: bool | None = None,
+                 compile: bool = False, graph_steps: int = 10) -> None:
+        cuda = torch.device(device).type == "cuda"
+        graph = cuda if graph is None else graph
+        if graph and not cuda:
+            raise ValueError(f"CUDA graphs need a CUDA device; this agent is on {device} (use graph=False)")
         if graph_steps < 1:
             raise ValueError(f"graph_steps must be >= 1; got {graph_steps}")
-        self.graph_steps = graph_steps
-        if self.graph:  # Adam's step count and rate on the device, so replays advance them
-            self.capturable = True
-            self.q_opt, self.v_opt = self.adam(self.critic, self.config.critic_lr), self.adam(self.value_net,
-                                                                                             self.config.value_lr)
-            self.actor_opt = self.adam(self.actor, self.config.actor_lr)
+        # with graphs, Adam's step count and rate live on the device (capturable), so replays advance them
+        super().__init__(obs_dim, act_dim, config, device, seeds, capturable=graph)
+        self.graph, self.graph_steps = graph, graph_steps
         if compile:
             reason = compile_unavailable(self.device)
             if reason:
@@ -73,55 +70,55 @@ class FastIQL(IQL):
         self._warm = 0  # eager updates done since the last (re)build of the graph's inputs
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_sums: torch.Tensor | None = None
-        self._graph_inputs: tuple = ()
+        self._graph_inputs = None  # the source the graph reads
 
     def reset_actor(self, generators=None) -> None:
         """A fresh actor (see IQL.reset_actor); a recorded graph, which holds the old one, is dropped."""
         super().reset_actor(generators)
         self._graph, self._warm = None, 0
 
-    def run(self, data: Transitions, n: int,
-            generators: Sequence[torch.Generator] | torch.Generator | None = None) -> torch.Tensor:
+    def update_n(self, source, n: int) -> torch.Tensor:
         """n updates; the per-agent stats summed over them, [n_stats, S], without a host sync.
 
         With graph=True: the first WARMUP updates run eagerly (over one or several calls); then a graph of
         g = min(graph_steps, n) updates is recorded (in the warm-up's call if graph_steps updates are left, else in
-        the next), and from then on each replay performs g updates, a remainder below g running eagerly. The data
-        and the generators must stay the same objects.
+        the next), and from then on each replay performs g updates, a remainder below g running eagerly. The
+        source must stay the same object, an iqlkit.engine.train.OfflineSource (its data and generators are what
+        the graph reads and advances).
         """
         if not self.graph:
-            return super().run(data, n, generators)
+            return super().update_n(source, n)
         total = torch.zeros(len(STATS), self.n_agents, device=self.device)
         done = 0
-        if self._graph is not None and (self._graph_inputs[0] is not data.packed
-                                        or self._graph_inputs[1] is not generators):
-            raise ValueError("the CUDA graph was recorded on other data or generators; pass the same Transitions "
-                             "object and the same generators on every call (or build a new FastIQL)")
+        if self._graph is not None and self._graph_inputs is not source:
+            raise ValueError("the CUDA graph was recorded on another source; pass the same OfflineSource on every "
+                             "call (or build a new FastIQL)")
         if self._graph is None and self._warm < WARMUP:
             done = min(n, WARMUP - self._warm)
-            total += self._eager(data, done, generators)
+            total += self._eager(source, done)
             self._warm += done
         if self._graph is None and self._warm >= WARMUP and (n - done >= self.graph_steps or done == 0 < n):
-            self._capture(data, min(self.graph_steps, n), generators)
+            self._capture(source, min(self.graph_steps, n))
         while self._graph is not None and n - done >= self._graph_steps:
             self._graph.replay()  # _graph_steps updates, sampling included
             total += self._graph_sums
             self.steps += self._graph_steps
             done += self._graph_steps
-        return total + super().run(data, n - done, generators)
+        return total + super().update_n(source, n - done)
 
-    def _eager(self, data: Transitions, n: int, generators) -> torch.Tensor:
+    def _eager(self, source, n: int) -> torch.Tensor:
         """n eager updates on a side stream (CUDA graphs want their warm-up off the default stream)."""
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
-            sums = super().run(data, n, generators)
+            sums = super().update_n(source, n)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         return sums
 
-    def _capture(self, data: Transitions, steps: int, generators) -> None:
+    def _capture(self, source, steps: int) -> None:
         """Record `steps` updates (sampling included) as a CUDA graph; recording runs none of them."""
         graph = torch.cuda.CUDAGraph()
+        generators = source.generators
         gens = generators if isinstance(generators, (list, tuple)) else [generators] if generators is not None else []
         if gens and not hasattr(graph, "register_generator_state"):
             raise RuntimeError(f"torch {torch.__version__} cannot replay a CUDA graph with a seeded generator (it has "
@@ -131,6 +128,6 @@ class FastIQL(IQL):
             graph.register_generator_state(g)
         steps_before = self.steps
         with torch.cuda.graph(graph):
-            self._graph_sums = super().run(data, steps, generators)
+            self._graph_sums = super().update_n(source, steps)
         self.steps = steps_before  # recording ran no update: the Python count stays (device counters too)
-        self._graph, self._graph_steps, self._graph_inputs = graph, steps, (data.packed, generators)
+        self._graph, self._graph_steps, self._graph_inputs = graph, steps, source

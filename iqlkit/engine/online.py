@@ -25,7 +25,7 @@ learner.py, policy.py, configs/antmaze_finetune_config.py; read for the facts, n
 The kit's choices (tests/test_online.py checks them):
 - `ReplayBuffer`: one preallocated tensor [S, capacity, obs + act + 1 + obs + 1] per run (S agents, each its own
   buffer, all of the same size), the offline rows first; sampled as Transitions.sample_agents is (agent k's indices
-  from generators[k]), so the offline phase draws exactly what iqlkit.train.OfflineSource would. It refuses rows
+  from generators[k]), so the offline phase draws exactly what iqlkit.engine.train.OfflineSource would. It refuses rows
   past capacity (default: offline rows + online steps) instead of wrapping. A checkpoint holds its online rows only
   (the offline ones are the data's, checked by the fingerprint).
 - The cosine switch: a fine-tuning learner is built with IQLConfig.cosine_actor_lr=False (`online_config`), from
@@ -47,16 +47,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import replace
-from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from iqlkit.data import ACTION_LIMIT, Batch, Transitions, flatten_observations, prepare, sample_indices
-from iqlkit.device import resolve_device
-from iqlkit.iql import IQL, STATS, IQLConfig
-from iqlkit.train import EvalFn, train
+from iqlkit.engine.baselines import AWACLike
+from iqlkit.engine.device import resolve_device
+from iqlkit.engine.iql import IQL, IQLConfig
+from iqlkit.engine.train import TrainOptions, train
+from iqlkit.envs.data import ACTION_LIMIT, Batch, Transitions, flatten_observations, prepare, sample_indices
 
 VARIANTS = {
     "iql": "IQL offline, then the same IQL updates on the growing buffer",
@@ -176,20 +176,21 @@ def _stack(observations: list) -> dict | np.ndarray:
 
 
 class OnlineSource:
-    """The Source (iqlkit.train) of fine-tuning: updates on the offline rows up to step `offline_steps`, then rounds:
-    S x n_envs envs (n_envs per agent) take one step each with actions sampled from the agents' policies, the
-    transitions join the agents' buffers, n_envs updates follow (one per env step of each agent).
+    """The Source (iqlkit.engine.train) of fine-tuning: minibatches of the offline rows up to step `offline_steps`,
+    then rounds: S x n_envs envs (n_envs per agent) take one step each with actions sampled from the learner's
+    policies, the transitions join the agents' buffers, and the next n_envs minibatches (one per env step of each
+    agent) are drawn from the grown buffers.
 
-    data: the prepared offline data (rewards shifted, actions clipped). make_env() -> a gymnasium env (the task's
+    learner: the agents that act and learn (its step count says which phase a minibatch is for). data: the
+    prepared offline data (rewards shifted, actions clipped). make_env() -> a gymnasium env (the task's
     evaluation env: fixed start and goal). seeds: one per agent (minibatch generators, reset seeds). variant: one
     of VARIANTS. obs_fn flattens (batched) env observations as the data was. terminate_on_success: a step with
     reward > 0 is terminal and ends its episode (the offline relabelling); without it only `terminated` is.
-    The learner samples its minibatches from `buffer` (IQL.run calls its sample_agents).
     """
 
-    def __init__(self, data: Transitions, make_env: Callable[[], object], seeds: Sequence[int], offline_steps: int,
-                 online_steps: int, variant: str = "iql", n_envs: int = 1, reward: str = "minus_one",
-                 obs_fn: Callable = flatten_observations, terminate_on_success: bool = True,
+    def __init__(self, learner: IQL, data: Transitions, make_env: Callable[[], object], seeds: Sequence[int],
+                 offline_steps: int, online_steps: int, variant: str = "iql", n_envs: int = 1,
+                 reward: str = "minus_one", obs_fn: Callable = flatten_observations, terminate_on_success: bool = True,
                  capacity: int | None = None, name: str | None = None) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}")
@@ -200,7 +201,8 @@ class OnlineSource:
             raise ValueError(f"need n_envs >= 1, online_steps >= 1, offline_steps >= 0; got {n_envs}, {online_steps}, "
                              f"{offline_steps}")
         S, dev = len(seeds), data.device
-        self.make_env, self.seeds, self.variant, self.n_envs = make_env, [int(s) for s in seeds], variant, n_envs
+        self.learner, self.make_env, self.seeds = learner, make_env, [int(s) for s in seeds]
+        self.variant, self.n_envs = variant, n_envs
         self.offline_steps, self.shift, self.obs_fn = offline_steps, REWARD_SHIFT[reward], obs_fn
         self.terminate_on_success = terminate_on_success
         self.buffer = ReplayBuffer(data, S, capacity or len(data) + online_steps + n_envs)
@@ -211,7 +213,7 @@ class OnlineSource:
                              "n_envs": n_envs, "terminate_on_success": terminate_on_success, "reward": reward}
         self.online, self.pending, self.rounds = False, 0, 0  # phase; updates owed to the last round; rounds done
         self.episode = np.zeros((S, n_envs), dtype=np.int64)  # each env's current episode number
-        self.start = np.zeros((S, n_envs), dtype=np.int64)  # buffer row of its current episode's first step
+        self.first_row = np.zeros((S, n_envs), dtype=np.int64)  # buffer row of its current episode's first step
         self.hit = np.zeros((S, n_envs), dtype=bool)  # has its current episode had a reward > 0
         self.finished = np.zeros(S, dtype=np.int64)  # collection episodes finished since the last probe
         self.reached = np.zeros(S, dtype=np.int64)  # ... of which had a reward > 0 (reached the goal)
@@ -219,29 +221,23 @@ class OnlineSource:
         self._obs: np.ndarray | None = None
 
     # ---- the Source protocol -----------------------------------------------------------------------------------
-    def advance(self, learner: IQL, n: int) -> torch.Tensor:
-        """n updates: offline ones up to offline_steps, then a collection round before every n_envs updates."""
-        total = torch.zeros(len(STATS), learner.n_agents, device=learner.device)
-        while n > 0:
-            if learner.steps < self.offline_steps:
-                k = min(n, self.offline_steps - learner.steps)
-            else:
-                if not self.online:
-                    self._switch(learner)
-                if self.pending == 0:
-                    self._collect(learner)
-                    self.pending = self.n_envs
-                k = min(n, self.pending)
-                self.pending -= k
-            total += learner.run(self.buffer, k, self.generators)
-            n -= k
-        return total
+    def sample_agents(self, n_agents: int, batch_size: int) -> Batch:
+        """The minibatches of the learner's next update, [S, B, ...]: from the offline rows up to offline_steps;
+        after that a collection round comes before every n_envs updates."""
+        if self.learner.steps >= self.offline_steps:
+            if not self.online:
+                self._switch(self.learner)
+            if self.pending == 0:
+                self._collect(self.learner)
+                self.pending = self.n_envs
+            self.pending -= 1
+        return self.buffer.sample_agents(n_agents, batch_size, self.generators)
 
     def state_dict(self) -> dict:
         return {"generators": [g.get_state() for g in self.generators], "noise": self.noise.get_state(),
                 "buffer": self.buffer.state_dict(), "online": self.online, "pending": self.pending,
                 "rounds": self.rounds, **{k: torch.from_numpy(getattr(self, k).copy()) for k in
-                                          ("episode", "start", "hit", "finished", "reached")}}
+                                          ("episode", "first_row", "hit", "finished", "reached")}}
 
     def load_state_dict(self, state: dict) -> None:
         for g, s in zip(self.generators, state["generators"], strict=True):
@@ -249,7 +245,7 @@ class OnlineSource:
         self.noise.set_state(state["noise"])
         self.buffer.load_state_dict(state["buffer"])
         self.online, self.pending, self.rounds = bool(state["online"]), int(state["pending"]), int(state["rounds"])
-        for k in ("episode", "start", "hit", "finished", "reached"):
+        for k in ("episode", "first_row", "hit", "finished", "reached"):
             setattr(self, k, state[k].numpy().copy())
         self.close()  # the envs are rebuilt, and their episodes replayed, at the next collection
 
@@ -279,7 +275,7 @@ class OnlineSource:
         if self.variant == "no-offline-data":
             self.buffer.discard()
         self.online = True
-        self.start[:] = self.buffer.size + np.arange(self.n_envs)
+        self.first_row[:] = self.buffer.size + np.arange(self.n_envs)
 
     def _flat(self, observations: list) -> np.ndarray:
         """obs_fn over single-env observations: [m, obs_dim] float32."""
@@ -297,7 +293,7 @@ class OnlineSource:
             for j in range(n):
                 env = self._envs[k][j]
                 ob, _ = env.reset(seed=episode_seed(self.seeds[k], j, int(self.episode[k, j])))
-                steps = range(int(self.start[k, j]), self.buffer.size, n)
+                steps = range(int(self.first_row[k, j]), self.buffer.size, n)
                 for r in steps:
                     ob, *_ = env.step(rows[k, r, o:o + a].cpu().numpy())
                 obs[k, j] = self._flat([ob])[0]
@@ -333,35 +329,10 @@ class OnlineSource:
             self.reached[k] += self.hit[k, j]
             self.hit[k, j] = False
             self.episode[k, j] += 1
-            self.start[k, j] = base + n + j
+            self.first_row[k, j] = base + n + j
             ob, _ = self._envs[k][j].reset(seed=episode_seed(self.seeds[k], j, int(self.episode[k, j])))
             next_obs[k, j] = self._flat([ob])[0]
         self._obs = next_obs
-
-
-class AWACLike(IQL):
-    """Baseline (c): the same AWR actor loss, but against a Q of the current policy (AWAC-like), behaviour cloning
-    until step `bc_until`. Q's target r + gamma (1 - d) min Q_target(s', a'), a' ~ pi(s'), and the advantage
-    Q_target(s, a) - Q_target(s, a_pi), a_pi ~ pi(s), replace IQL's V(s') and V(s); V is still fitted, unread."""
-
-    bc_until = 0
-
-    def policy_sample(self, obs: torch.Tensor) -> torch.Tensor:
-        """a ~ pi(.|s) for stacked observations [S, n, obs_dim], clipped to [-1, 1] (torch's global generator)."""
-        mean, log_std = self.actor(obs)
-        return (mean + log_std.exp() * torch.randn_like(mean)).clamp(-1.0, 1.0)
-
-    def values(self, obs: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Q_target(s, a_pi) and Q_target(s', a'_pi) (min over the twin heads), no gradient: where IQL reads V."""
-        with torch.no_grad():
-            both = torch.cat([obs, next_obs], -2)
-            q = self.target_q(both, self.policy_sample(both))
-            return q[..., : obs.shape[-2]], q[..., obs.shape[-2]:]
-
-    def actor_loss(self, batch: Batch, q_target: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """AWR (Eq. 7) with the baseline Q_target(s, a_pi); before bc_until the baseline is Q_target(s, a) itself,
-        so every weight is exp(0) = 1: behaviour cloning."""
-        return super().actor_loss(batch, q_target, v if self.steps >= self.bc_until else q_target)
 
 
 def reset_actor_rate(learner: IQL) -> None:
@@ -371,136 +342,38 @@ def reset_actor_rate(learner: IQL) -> None:
 
 def finetune(data: Transitions, config: IQLConfig, make_env: Callable[[], object], offline_steps: int,
              online_steps: int, seeds: Sequence[int] = (0,), variant: str = "iql", n_envs: int = 1,
-             obs_fn: Callable = flatten_observations, terminate_on_success: bool = True, device: str = "cpu",
-             start: dict | None = None, eval_fn: EvalFn | None = None, eval_every: int = 5_000, log_every: int = 1_000,
-             log_dir=None, checkpoint_every_s: float = 120.0, progress: bool = True,
-             dataset: str | None = None) -> tuple[IQL, list[dict], OnlineSource]:
-    """Offline IQL for offline_steps updates (or `start`, an IQL state_dict from a `train` checkpoint at that step),
-    then online_steps updates with one env step each, for every seed at once, through iqlkit.train.train.
+             obs_fn: Callable = flatten_observations, terminate_on_success: bool = True,
+             init_state: dict | None = None, **options) -> tuple[IQL, list[dict], OnlineSource]:
+    """Offline IQL for offline_steps updates (or `init_state`, an IQL state_dict from a `train` checkpoint at that
+    step), then online_steps updates with one env step each, for every seed at once, through
+    iqlkit.engine.train.train.
 
-    data: raw (prepare applies the config's preprocessing); the learner uses online_config(config). Log, checkpoints,
-    resume and NaN guard as in train(); the rows add online_share and collect_success (OnlineSource.probe).
-    Returns the learner, the log rows and the source (its buffer holds every agent's data; its envs are closed).
+    data: raw (prepare applies the config's preprocessing); the learner uses online_config(config). options:
+    TrainOptions' fields but steps and probe (defaults here: device cpu, eval_every 5,000, agent columns with
+    more than one seed). Log, checkpoints, resume and NaN guard as in train(); the rows add online_share and
+    collect_success (OnlineSource.probe). Returns the learner, the log rows and the source (its buffer holds every
+    agent's data; its envs are closed).
     """
-    config, dev = online_config(config), resolve_device(device)
+    o = TrainOptions(**{"device": "cpu", "eval_every": 5_000, "agent_columns": len(seeds) > 1,
+                        "desc": f"finetune {variant}", **options})
+    config, dev = online_config(config), resolve_device(o.device)
     data = prepare(data, config).to(dev)
-    if start is not None:
+    if init_state is not None:
         if variant == "bc-awr":
-            raise ValueError("bc-awr starts from its own behaviour cloning: fine-tune it from scratch (no start)")
-        if int(start["steps"]) != offline_steps:
-            raise ValueError(f"the start checkpoint is at step {start['steps']}, not offline_steps={offline_steps}")
+            raise ValueError("bc-awr starts from its own behaviour cloning: fine-tune it from scratch (no init_state)")
+        if int(init_state["steps"]) != offline_steps:
+            raise ValueError(f"the initial state is at step {init_state['steps']}, not offline_steps={offline_steps}")
     torch.manual_seed(seeds[0])
     learner = (AWACLike if variant == "bc-awr" else IQL)(data.obs_dim, data.act_dim, [config] * len(seeds), dev, seeds)
-    if start is not None:
-        learner.load_state_dict(start)  # state dicts are snapshots: loading and training leave `start` as it is
+    if init_state is not None:
+        learner.load_state_dict(init_state)  # state dicts are snapshots: training leaves `init_state` as it is
         reset_actor_rate(learner)
     if isinstance(learner, AWACLike):
         learner.bc_until = offline_steps
-    source = OnlineSource(data, make_env, seeds, offline_steps, online_steps, variant, n_envs, config.reward, obs_fn,
-                          terminate_on_success, name=dataset)
+    source = OnlineSource(learner, data, make_env, seeds, offline_steps, online_steps, variant, n_envs, config.reward,
+                          obs_fn, terminate_on_success, name=o.dataset)
     try:
-        rows = train(learner, source, offline_steps + online_steps, eval_fn, eval_every, log_every, log_dir,
-                     checkpoint_every_s, progress, probe=source.probe, desc=f"finetune {variant}")
+        rows = train(learner, source, replace(o, steps=offline_steps + online_steps, probe=source.probe))
     finally:
         source.close()
     return learner, rows, source
-
-
-# ---- reading the runs (notebook 08) ---------------------------------------------------------------------------------
-def by_seed(rows: Sequence[dict], seeds: Sequence[int]) -> list[list[dict]]:
-    """Each seed's log rows, in the order of `seeds` (rows without a 'seed' column belong to every seed: one agent)."""
-    return [[r for r in rows if r.get("seed", seed) == seed] for seed in seeds]
-
-
-def series(runs: Sequence[Sequence[dict]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Steps [points] and values [seeds, points] of the rows holding a finite `key` (for a score: the evaluations),
-    cut to the shortest seed."""
-    kept = [[r for r in run if key in r and np.isfinite(float(r[key]))] for run in runs]
-    n = min(len(run) for run in kept)
-    steps = np.array([float(r["step"]) for r in kept[0][:n]])
-    return steps, np.array([[float(r[key]) for r in run[:n]] for run in kept]).reshape(len(runs), n)
-
-
-def values_at(runs: Sequence[Sequence[dict]], key: str, step: int) -> np.ndarray:
-    """Each seed's `key` in its row of step `step` ([seeds]; KeyError if a seed has no such row)."""
-    out = []
-    for k, run in enumerate(runs):
-        found = [float(r[key]) for r in run if r["step"] == step and key in r]
-        if not found:
-            raise KeyError(f"seed index {k} has no {key!r} at step {step:,}")
-        out.append(found[0])
-    return np.array(out)
-
-
-def largest_drop(values: np.ndarray) -> np.ndarray:
-    """Per row of values [seeds, points]: the largest fall from one point to a later one, max over i < j of
-    v_i - v_j (0 when the row never falls)."""
-    values = np.atleast_2d(np.asarray(values, dtype=float))
-    peak = np.maximum.accumulate(values, axis=1)
-    return (peak - values).max(axis=1)
-
-
-def goal_rates(terminals: np.ndarray, window: int) -> np.ndarray:
-    """Goal reaches (terminal rows) per 1,000 transitions in successive windows of `window` rows; a shorter last
-    window is dropped."""
-    terminals = np.asarray(terminals, dtype=float)
-    n = len(terminals) // window
-    if n == 0:
-        raise ValueError(f"{len(terminals)} rows hold no full window of {window}")
-    return 1000.0 * terminals[:n * window].reshape(n, window).mean(1)
-
-
-def maze_run(dataset: str, config: IQLConfig, task: str, variant: str, seeds: Sequence[int], offline_steps: int,
-             online_steps: int, n_envs: int = 1, start: dict | None = None, eval_episodes: int = 20,
-             eval_every: int = 2_000, log_every: int = 500) -> dict:
-    """One run of notebook 08 on a kit PointMaze dataset (the Minari id `dataset`), every seed at once, in this
-    process (picklable for iqlkit.parallel.process_map).
-
-    variant 'offline': offline_steps + online_steps offline updates with `config` as given (its schedule included);
-    else one of VARIANTS through finetune(), from `start` (the agents at step offline_steps) if given. Every
-    eval_every updates: eval_episodes mean-action episodes from the task's S (pointmaze.success_rate) whose reset
-    seeds change with the step (the same for every run at the same step and seed). Returns {'rows': the log rows,
-    'switch': the agents' state_dict at step offline_steps, 'end': at the end, 'online': per seed the x-y and the
-    terminal flag of its online transitions in buffer order (None for 'offline'), 'seconds': wall time}.
-    """
-    import time
-
-    from iqlkit.data import load_minari
-    from iqlkit.pointmaze import TASKS, make_env, success_rate
-    from iqlkit.session import quiet_warnings
-    from iqlkit.train import fit_many
-
-    torch.set_num_threads(1)  # in a worker process as in the notebook's (iqlkit.session.start, without its banner)
-    quiet_warnings()
-    begin = time.perf_counter()
-    data = load_minari(dataset, terminate_on_success=True, verbose=False)
-    at_switch: dict = {}
-
-    def eval_fn(agent) -> dict:
-        learner = getattr(agent, "learner", agent)  # a Member of the seeds' IQL, or the IQL of one seed
-        if agent.steps == offline_steps and not at_switch:
-            at_switch.update(learner.state_dict())
-        return success_rate(agent.act, task, eval_episodes, seed=100_000 * (agent.seed or 0) + agent.steps)
-
-    loop = dict(eval_fn=eval_fn, eval_every=eval_every, log_every=log_every, progress=False)
-    online = None
-    if variant == "offline":
-        learner, rows = fit_many(data, config, list(seeds), steps=offline_steps + online_steps, device="cpu", **loop)
-    else:
-        learner, rows, source = finetune(data, config, partial(make_env, TASKS[task], True), offline_steps,
-                                         online_steps, seeds, variant, n_envs, start=start, **loop)
-        n = source.buffer.n_offline
-        views = [source.buffer.view(k) for k in range(len(seeds))]
-        online = [{"xy": v.observations[n:, :2].cpu().numpy(), "terminal": v.terminals[n:].cpu().numpy()}
-                  for v in views]
-    return {"rows": rows, "switch": at_switch or start, "end": learner.state_dict(), "online": online,
-            "seconds": time.perf_counter() - begin}
-
-
-def joined(rows: Sequence[dict], offline_rows: Sequence[dict], switch: int) -> list[dict]:
-    """A run's log rows behind the offline phase it started from: offline_rows up to step `switch`, then `rows`, when
-    `rows` begin after the switch (a fine-tuning run started from the offline-only run); else `rows` as they are."""
-    rows = list(rows)
-    if rows and rows[0]["step"] <= switch:
-        return rows
-    return [r for r in offline_rows if r["step"] <= switch] + rows

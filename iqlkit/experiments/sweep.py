@@ -8,7 +8,6 @@ resumes the group it was in and trains only the runs that have no final row yet.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -19,13 +18,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from iqlkit.data import Transitions
-from iqlkit.iql import IQLConfig, stack_key
-from iqlkit.runfolder import CHECKPOINT, PREVIOUS, read_csv
-from iqlkit.train import fit_many
+from iqlkit.engine.iql import IQLConfig, stack_key
+from iqlkit.engine.runfolder import CHECKPOINT, PREVIOUS, read_csv, write_csv
+from iqlkit.engine.train import fit_many
+from iqlkit.envs.data import Transitions
 
 RESULTS = "results.csv"
-RECORDED = Path(__file__).parent / "recorded"  # results of full sweeps the kit ran (notebook 07 shows them)
+RECORDED = Path(__file__).parents[1] / "recorded"  # results of full sweeps the kit ran (notebook 07 shows them)
 
 # the reproducibility report's Table 3 (one hyperparameter at a time around the authors' AntMaze settings)
 REPORT_GRID: dict[str, tuple] = {
@@ -76,17 +75,6 @@ def read_results(out: str | Path) -> list[dict]:
         return []
     return [{k: v if k == "config" else float(v) if v != "" else float("nan") for k, v in row.items()}
             for row in read_csv(path)]
-
-
-def _write_results(out: Path, rows: list[dict]) -> None:
-    """Rewrite results.csv atomically (an interruption never leaves half a file)."""
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    tmp = out / (RESULTS + ".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out / RESULTS)
 
 
 def _group_folder(out: Path, jobs: list[tuple[IQLConfig, int]], steps: int) -> Path:
@@ -142,7 +130,7 @@ def sweep(data: Transitions, configs: Sequence[IQLConfig], seeds: Sequence[int],
 
     def finish(jobs_rows: list[dict], jobs, n) -> None:
         rows.extend(jobs_rows)
-        _write_results(out, rows)
+        write_csv(out / RESULTS, rows)
         bar.update(len(jobs) * n)
 
     args = [(data.to("cpu") if workers > 1 else data, jobs, n, eval_fn, max(n // n_evals, 1), log_every, probe, device,

@@ -9,7 +9,7 @@ Probe(data)(learner) returns, per agent, on the same probe states and actions (s
   clip_frac  share of AWR weights at the clip
   v_probe    mean V over the probe states (compare agents of one seed: V_tau - V_0.5 is how far V sits above the
              behaviour's value)
-With quality(obs, act) -> [n] (how good each probe action is, e.g. iqlkit.pointmaze.action_quality) also:
+With quality(obs, act) -> [n] (how good each probe action is, e.g. iqlkit.envs.pointmaze.action_quality) also:
   awr_quality       the AWR-weighted mean quality sum(w q) / sum(w): the quality of what the policy imitates
   adv_quality_corr  correlation of the advantages with the quality: does A still rank actions?
 """
@@ -20,11 +20,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from iqlkit.awr import clipped_weights, effective_sample_size
-from iqlkit.data import Transitions
-from iqlkit.iql import IQL
-from iqlkit.tabular import (TabularData, empirical_mdp, expectile_value_iteration, greedy_policy, policy_evaluation,
-                            sampled_iql, support_optimal_q)
+from iqlkit.engine.iql import IQL, awr_weight
+from iqlkit.envs.data import Transitions
+from iqlkit.experiments.extraction import effective_sample_size
+from iqlkit.theory.tabular import (TabularData, empirical_mdp, expectile_value_iteration, greedy_policy,
+                                   policy_evaluation, sampled_iql, support_optimal_q)
 from toy_envs.tabular_mdp import TabularMDP
 
 
@@ -50,10 +50,10 @@ class Probe:
         obs = self.observations.to(dev).expand(S, -1, -1)
         act = self.actions.to(dev).expand(S, -1, -1)
         v = learner.value_net(obs)
-        u = learner.target_q(obs, act) - v  # [S, n]
+        u = learner.advantage(obs, act)  # [S, n]
         w = torch.where(u < 0, 1 - learner.tau, learner.tau)  # |tau - 1(u < 0)|
         clip = learner.config.adv_clip
-        awr = torch.exp(learner.beta * u).clamp(max=clip)  # Eq. 7's weights, beta per agent
+        awr = awr_weight(u, learner.beta, clip)  # Eq. 7's weights, beta per agent
         extra = {}
         if self.quality is not None:  # does the weighting prefer good actions? (quality: e.g. cos to the goal)
             q_ = self.quality.to(dev)
@@ -94,7 +94,7 @@ def tabular_tau_study(mdp: TabularMDP, data: TabularData, taus: Sequence[float],
         Q, V = expectile_value_iteration(P, R, behavior, gamma, tau)
         u = Q[s, a] - V[s]
         row = {"tau": tau, "pos_frac": float((u > 1e-9).mean()), "adv_std": float(u.std()),
-               "ess": effective_sample_size(clipped_weights(u, beta)),
+               "ess": effective_sample_size(awr_weight(u, beta)),
                "v_above": float((V - v_beh)[s].mean()), "gap": float(v_opt[mdp.start] - V[mdp.start]),
                "ret": true_return(Q)}
         scale = np.abs(V[visited]).max()

@@ -1,19 +1,41 @@
-"""Policy extraction after value learning: AWR steps of the actor alone against frozen Q and V (post hoc), and a
-study of concurrent vs post-hoc extraction over beta, one critic per seed (notebook 05)."""
+"""Policy extraction after value learning (notebook 05): the statistics of the AWR weights (paper Eq. 7, read as
+weighted behaviour cloning) and of the policy's std, AWR steps of the actor alone against frozen Q and V (post
+hoc), and a study of concurrent vs post-hoc extraction over beta, one critic per seed. The advantage and the weight
+themselves are the engine's: IQL.advantage, iqlkit.engine.iql.awr_weight."""
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from iqlkit.data import Transitions, prepare
-from iqlkit.evaluate import evaluate
-from iqlkit.iql import IQL, IQLConfig
+from iqlkit.engine.iql import IQL, IQLConfig
+from iqlkit.envs.data import Transitions, prepare
+from iqlkit.envs.evaluate import evaluate
+from iqlkit.envs.pointmaze import TASKS, make_env
 from iqlkit.parallel import process_map
-from iqlkit.pointmaze import TASKS, make_env
+
+
+def clip_fraction(weights: torch.Tensor, clip: float = 100.0) -> float:
+    """Fraction of samples whose weight sits at the clip: mean(w >= clip)."""
+    return float((weights >= clip).float().mean())
+
+
+def effective_sample_size(weights: torch.Tensor) -> float:
+    """Normalised effective sample size (sum w)^2 / (N sum w^2): 1 for equal weights, 1/N when one dominates."""
+    w = weights.double()
+    return float(w.sum() ** 2 / (len(w) * w.square().sum()))
+
+
+@torch.no_grad()
+def policy_std(agent: IQL, obs: np.ndarray | torch.Tensor) -> np.ndarray:
+    """sigma(s) = exp(log_std(s)) of the Gaussian policy: [n, act_dim] for one agent, else [S, n, act_dim]."""
+    (x,), squeeze = agent.as_inputs(obs)
+    _, log_std = agent.actor(x)
+    return (log_std[0] if squeeze else log_std).exp().cpu().numpy()
 
 
 def extract_policy(agent: IQL, data: Transitions, steps: int, seed: int = 0, beta: float | None = None,
@@ -45,7 +67,7 @@ class ExtractionRun:
 def run_extraction(config: IQLConfig, seed: int, betas: tuple[float, ...], data: Transitions, task: str,
                    eval_episodes: int) -> ExtractionRun:
     """fit(data, config, seed) and evaluate; then per beta: reset_actor + extract_policy for max_steps, evaluate."""
-    from iqlkit.train import fit
+    from iqlkit.engine.train import fit
 
     torch.set_num_threads(1)
     make = partial(make_env, TASKS[task], True)

@@ -1,12 +1,12 @@
 """PointMaze: the kit's layouts with their evaluation start and goal, the envs, the data's PD controller, and V
-over the maze (the geometry lives in iqlkit.maze)."""
+over the maze (the geometry lives in iqlkit.envs.maze)."""
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
 
-from iqlkit.maze import MazeTask, bfs_distances, next_cells
+from iqlkit.envs.maze import MazeTask, bfs_distances, next_cells
 
 U_MAZE = ((1, 1, 1, 1, 1), (1, 0, 0, 0, 1), (1, 1, 1, 0, 1), (1, 0, 0, 0, 1), (1, 1, 1, 1, 1))
 MEDIUM_MAZE = ((1, 1, 1, 1, 1, 1, 1, 1), (1, 0, 0, 1, 1, 0, 0, 1), (1, 0, 0, 1, 0, 0, 0, 1),
@@ -57,7 +57,7 @@ def success_rate(act: Callable[[np.ndarray], np.ndarray], task: str = "medium", 
     """{'success_rate': share of n_episodes from the task's start that reach its goal} (picklable via partial)."""
     from functools import partial
 
-    from iqlkit.evaluate import evaluate
+    from iqlkit.envs.evaluate import evaluate
 
     result = evaluate(act, partial(make_env, TASKS[task], True), n_episodes=n_episodes, n_envs=10, seed=seed)
     return {"success_rate": result.success_rate}

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from iqlkit.maze import GOAL_RADIUS, MazeTask, bfs_distances
-from iqlkit.pointmaze import TASKS, make_env, pd_action
+from iqlkit.envs.maze import GOAL_RADIUS, MazeTask, bfs_distances
+from iqlkit.envs.pointmaze import TASKS, make_env, pd_action
 
 
 def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: int = 100_000,

@@ -1,6 +1,6 @@
 """`python -m iqlkit bench`: IQL updates per second and kernels per update on this machine, in one run.
 
-Every path runs the same update (iqlkit.iql.IQL.update); they differ in how it is launched: eagerly from Python,
+Every path runs the same update (iqlkit.engine.iql.IQL.update); they differ in how it is launched: eagerly from Python,
 as S agents at once, replayed as a CUDA graph, with torch.compile. Each row is printed as soon as it is measured,
 and a row that fails prints its error and the bench goes on.
 """
@@ -13,10 +13,11 @@ from typing import Callable
 
 import torch
 
-from iqlkit.data import Transitions
-from iqlkit.device import resolve_device
-from iqlkit.fast import FastIQL
-from iqlkit.iql import IQL, IQLConfig
+from iqlkit.engine.device import resolve_device
+from iqlkit.engine.fast import FastIQL
+from iqlkit.engine.iql import IQL, IQLConfig
+from iqlkit.engine.train import OfflineSource
+from iqlkit.envs.data import Transitions
 
 # ATen ops that move no data (views and metadata): not kernels, left out of the CPU's kernel proxy
 VIEW_OPS = {"aten::view", "aten::reshape", "aten::_reshape_alias", "aten::expand", "aten::as_strided", "aten::t",
@@ -89,33 +90,34 @@ def kernels_per_update(run: Callable[[int], object], device: torch.device, n: in
     return len(ops) / n
 
 
-def learner_run(data: Transitions, config: IQLConfig, device: torch.device, seeds: int,
-                **fast_options) -> Callable[[int], object]:
-    """run(n) of a fresh learner of `seeds` agents: IQL (no options) or FastIQL(graph=..., compile=...)."""
+def updates_fn(data: Transitions, config: IQLConfig, device: torch.device, seeds: int,
+               **fast_options) -> Callable[[int], object]:
+    """n -> update_n(n) of a fresh learner of `seeds` agents on `data`: IQL (no options) or FastIQL(graph=...,
+    compile=...)."""
     cls, kwargs = (FastIQL, fast_options) if fast_options else (IQL, {})
     learner = cls(data.obs_dim, data.act_dim, [config] * seeds, str(device), **kwargs)
-    generator = torch.Generator(device=device).manual_seed(0)
-    return lambda n: learner.run(data, n, generator)
+    source = OfflineSource(data, torch.Generator(device=device).manual_seed(0))
+    return lambda n: learner.update_n(source, n)
 
 
 def readable_updates_per_second(data: Transitions, config: IQLConfig, device: torch.device, steps: int) -> float:
     """Updates/s of one agent's IQL.update, launched from Python (no host sync inside the timed loop)."""
-    return updates_per_second(learner_run(data, config, device, 1), steps, device)
+    return updates_per_second(updates_fn(data, config, device, 1), steps, device)
 
 
 def fast_updates_per_second(data: Transitions, config: IQLConfig, device: torch.device, seeds: int, steps: int,
                             **options) -> float:
-    """Updates/s of FastIQL.run for `seeds` agents at once (each update trains every agent); options: graph,
+    """Updates/s of FastIQL.update_n for `seeds` agents at once (each update trains every agent); options: graph,
     compile (graph=False and compile=False is the eager many-agent IQL)."""
-    return updates_per_second(learner_run(data, config, device, seeds, **options), steps, device)
+    return updates_per_second(updates_fn(data, config, device, seeds, **options), steps, device)
 
 
 def evaluation_seconds(episodes: int, n_envs: int, device: torch.device, maze: str = "umaze",
                        hidden: tuple[int, ...] = (256, 256)) -> float:
     """Seconds for `episodes` AntMaze evaluation episodes (D4RL's task, full length: the task is continuing) with
     n_envs envs in as many processes and one batched policy call per step; the policy is an untrained IQL actor."""
-    from iqlkit.antmaze import eval_env_factory
-    from iqlkit.evaluate import evaluate
+    from iqlkit.envs.antmaze import eval_env_factory
+    from iqlkit.envs.evaluate import evaluate
 
     agent = IQL(31, 8, IQLConfig(hidden=hidden), str(device))
     start = time.perf_counter()
@@ -127,7 +129,7 @@ def evaluation_seconds(episodes: int, n_envs: int, device: torch.device, maze: s
 def paths(device: torch.device, compile: bool) -> list[tuple[str, dict]]:
     """The bench's rows: (name, FastIQL options; {} = the plain IQL launched from Python)."""
     cuda = device.type == "cuda"
-    rows = [("readable (IQL.run, eager)", {})]
+    rows = [("readable (IQL.update_n, eager)", {})]
     if cuda:
         rows.append(("fast: CUDA graph", {"graph": True}))
     rows.append(("many agents, eager" if cuda else "fast (= eager on a CPU)", {"graph": False}))
@@ -167,8 +169,8 @@ def run(device: str = "auto", steps: int = 300, hidden: tuple[int, ...] = (256, 
                 continue  # the readable row is the single agent's
             n = steps if cuda else max(steps // s, 10)  # a CPU's time grows with s; a GPU's barely
             try:
-                ups = updates_per_second(learner_run(data, config, dev, s, **options), n, dev)
-                kernels = kernels_per_update(learner_run(data, config, dev, s, **options), dev)
+                ups = updates_per_second(updates_fn(data, config, dev, s, **options), n, dev)
+                kernels = kernels_per_update(updates_fn(data, config, dev, s, **options), dev)
             except Exception as e:  # noqa: BLE001 - one failing path (a compiler missing, say) must not lose the rest
                 print(f"{name:<30}{s:>6}  FAILED: {type(e).__name__}: {str(e).splitlines()[0][:120]}", flush=True)
                 rows.append({"path": name, "seeds": s, "error": f"{type(e).__name__}: {e}"})

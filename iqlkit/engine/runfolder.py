@@ -125,14 +125,7 @@ class RunFolder:
             return next(csv.reader(f), [])
 
     def _rewrite(self, rows: list[dict]) -> None:
-        columns = list(dict.fromkeys(k for r in rows for k in r)) or self._columns()
-        tmp = self.path / (LOG + ".tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, columns)
-            writer.writeheader()
-            writer.writerows(rows)
-            _sync(f)
-        tmp.replace(self.path / LOG)
+        write_csv(self.path / LOG, rows, self._columns())
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def save(self, state: dict) -> None:
@@ -178,6 +171,20 @@ class RunFolder:
             return f"the last good checkpoint is {path} (step {read_checkpoint(path)['step']})"
         except (CheckpointError, KeyError):
             return f"{path} exists but cannot be read"
+
+
+def write_csv(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    """Write rows as a CSV atomically: a temporary file, synced, then renamed over `path`, so an interruption never
+    leaves half a file. The columns are the rows' keys in order of appearance (`columns` when there are no rows)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(dict.fromkeys(k for r in rows for k in r)) or columns or [])
+        writer.writeheader()
+        writer.writerows(rows)
+        _sync(f)
+    tmp.replace(path)
+    return path
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
