@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from iqlkit.envs import antmaze, controller
+from iqlkit.envs import antmaze, controller, sac
 from iqlkit.envs.antmaze import TASKS
 
 
@@ -158,18 +158,24 @@ def test_sac_training_checkpoints_resumes_and_exports_the_actor_mean(tmp_path, c
     obs = np.random.default_rng(0).normal(size=(5, 29)).astype(np.float32)
     np.testing.assert_allclose(controller.Controller(path)(obs[:, :27], obs[:, 27:]),
                                model.predict(obs, deterministic=True)[0], atol=1e-5)
+    import torch  # the exported log-std head samples as SB3's actor does: tanh(mu + sigma eps)
+
+    mu, log_std, _ = model.actor.get_action_dist_params(torch.as_tensor(obs))
+    eps = np.random.default_rng(1).normal(size=mu.shape)
+    expected = np.tanh(mu.detach().numpy() + np.exp(log_std.detach().numpy()) * eps)
+    np.testing.assert_allclose(sac.TextPolicy(path).sample(obs, np.random.default_rng(1)), expected, atol=1e-5)
 
 
 def test_weights_written_as_text_read_back_bit_for_bit():
     a = (np.random.default_rng(0).normal(size=(29, 7)) * 10.0 ** np.arange(-20, 15, 5)).astype(np.float32)  # 1e-20..1e10
-    back = controller.decode(controller.encode(a), list(a.shape))
+    back = sac.decode(sac.encode(a), list(a.shape))
     assert back.dtype == np.float32 and np.array_equal(back, a)
 
 
-@pytest.mark.parametrize("content, message", [(None, "no controller weights at"),
-                                              ("{not json", "is not a controller weights file"),
+@pytest.mark.parametrize("content, message", [(None, "no policy weights at"),
+                                              ("{not json", "is not a policy file"),
                                               ('{"layers": [{"shape": [3, 2], "w": "1 2 3", "b": "0"}]}',
-                                               "is not a controller weights file")])
+                                               "is not a policy file")])
 def test_check_on_missing_or_corrupt_weights_names_the_file(tmp_path, content, message):
     from iqlkit.cli import main
 

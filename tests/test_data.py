@@ -126,3 +126,26 @@ def test_a_discrete_action_dataset_is_refused_by_name(tmp_path, monkeypatch):
                                        observation_space=gym.spaces.Box(-1, 1, (3,), np.float64))
     with pytest.raises(ValueError, match=r"needs continuous actions .*test/discrete/toy-v0 has Discrete\(3\)"):
         D.load_minari("test/discrete/toy-v0")
+
+
+def test_a_dataset_write_cut_short_leaves_the_old_dataset_and_no_half_one(tmp_path, monkeypatch):
+    import minari
+
+    from iqlkit.envs import datagen
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    old = datagen.pointmaze("umaze", "stitch", n_steps=300, seed=0)
+    real = minari.create_dataset_from_buffers
+
+    def cut_short(dataset_id, buffers, **kwargs):  # writes the new dataset's files, then the process is interrupted
+        real(dataset_id, buffers[:1], **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        datagen.pointmaze("umaze", "stitch", n_steps=600, seed=1)
+    assert set(minari.list_local_datasets()) == {old.id}
+    assert minari.load_dataset(old.id).total_steps == 300  # the old one, whole
+    assert not list(tmp_path.glob(".iqlkit-writing-*")), "the interrupted write's folder is cleaned up"
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", real)
+    assert datagen.pointmaze("umaze", "stitch", n_steps=600, seed=1).total_steps == 600  # a full write replaces it

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from iqlkit.envs.controller import NOISE, WEIGHTS, Controller, cached, direction_episode, drive
+from iqlkit.envs.data import write_minari
 from iqlkit.envs.maze import GOAL, START as R, MazeTask
 from iqlkit.parallel import process_map
 
@@ -96,7 +97,6 @@ def record(name: str = "umaze", n_steps: int = 5_000, episode_steps: int = 700, 
     """
     import gymnasium as gym
     import gymnasium_robotics
-    import minari
     from minari.data_collector import EpisodeBuffer
 
     gym.register_envs(gymnasium_robotics)
@@ -129,12 +129,10 @@ def record(name: str = "umaze", n_steps: int = 5_000, episode_steps: int = 700, 
                                       truncations=[False] * (n - 1) + [True],
                                       infos={"success": np.array(successes)}))
         total += n
-    if dataset_id in minari.list_local_datasets():
-        minari.delete_dataset(dataset_id)
     maze = name.split("-")[0]  # the eval env Minari's datasets carry, its mirrored umaze included
     minari_eval = gym.make(ENV_IDS[name], continuing_task=True, reset_target=False,
                            maze_map=MINARI_UMAZE_EVAL_MAP if maze == "umaze" else EVAL_MAPS[maze])
-    return minari.create_dataset_from_buffers(
+    return write_minari(
         dataset_id, episodes, env=env.spec, eval_env=minari_eval.spec, algorithm_name="noisy random actions",
         ref_min_score=0.0, ref_max_score=float(episode_steps),
         description=f"iqlkit: AntMaze {name} recorded for plumbing tests (Minari's schema, continuing task)")
@@ -201,7 +199,6 @@ def generate(maze: str = "umaze", mode: str = "play", n_steps: int = 1_000_000, 
     reaches a goal two cells away); none where that mean is 0. Overwrites a dataset of that id under
     $MINARI_DATASETS_PATH.
     """
-    import minari
     from minari.data_collector import EpisodeBuffer
 
     if (maze, mode) not in DATA_ENVS:
@@ -222,9 +219,7 @@ def generate(maze: str = "umaze", mode: str = "play", n_steps: int = 1_000_000, 
                              terminations=[False] * len(ep["rewards"]),
                              truncations=[False] * (len(ep["rewards"]) - 1) + [True], infos=minari_infos(ep))
                for i, ep in enumerate(episodes)]
-    if dataset_id in minari.list_local_datasets():
-        minari.delete_dataset(dataset_id)
-    return minari.create_dataset_from_buffers(
+    return write_minari(
         dataset_id, buffers, env=env.spec, eval_env=make_eval_env(name).spec,
         algorithm_name="BFS waypoints + SAC ant controller (iqlkit.envs.controller)",
         **({"ref_min_score": 0.0, "ref_max_score": ref_max, "num_episodes_average_score": ref_episodes}

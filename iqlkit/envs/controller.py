@@ -26,15 +26,13 @@ stable-baselines3. `waypoint` is D4RL's planner rule; `direction` turns it into 
 """
 from __future__ import annotations
 
-import csv
-import json
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from iqlkit.envs.maze import MazeTask, next_cells
+from iqlkit.envs.sac import TextPolicy, hardware, versions
 
 WEIGHTS = Path(__file__).parents[1] / "recorded" / "ant_controller.json"
 ANT_KWARGS = {"exclude_current_positions_from_observation": True, "include_cfrc_ext_in_observation": False}
@@ -93,33 +91,17 @@ def direction(task: MazeTask, dist: dict, xy: np.ndarray, goal_xy: np.ndarray, r
     return unit(waypoint(task, dist, xy, goal_xy, rng) - np.asarray(xy, dtype=float))
 
 
-class Controller:
-    """The shipped policy in numpy: a = tanh(W_k relu(... relu(W_1 [obs, d] + b_1) ...) + b_k), SAC's mean action."""
+class Controller(TextPolicy):
+    """The shipped ant in numpy (iqlkit.envs.sac.TextPolicy): a = tanh(mu([obs, d])), SAC's mean action, for an
+    observation [..., 27] and a unit command d [..., 2]."""
 
-    def __init__(self, path: str | Path = WEIGHTS):
-        # W [in, out] as a view of torch's [out, in]: the memory layout the acceptance figures were measured with
-        # (a matmul over another layout rounds differently, and the simulated ant amplifies it)
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no controller weights at {path}: train them with python -m iqlkit controller "
-                                    f"train, or leave out --weights for the shipped ones ({WEIGHTS})")
-        try:
-            self.layers = [(decode(layer["w"], layer["shape"]).T, decode(layer["b"], layer["shape"][:1]))
-                           for layer in json.loads(path.read_text())["layers"]]
-            dims = [w.shape for w, _ in self.layers]
-            if dims[0][0] != OBS_DIM + 2 or dims[-1][1] != ACT_DIM or any(a[1] != b[0] for a, b in zip(dims, dims[1:])):
-                raise ValueError(f"layer shapes {dims} do not map {OBS_DIM + 2} inputs to {ACT_DIM} actions")
-        except (ValueError, KeyError, TypeError, IndexError) as e:
-            raise ValueError(f"{path} is not a controller weights file written by iqlkit.envs.controller.export ({e}); "
-                             f"retrain with python -m iqlkit controller train, or restore it from git") from e
+    def __init__(self, path: str | Path = WEIGHTS) -> None:
+        super().__init__(path, OBS_DIM + 2, ACT_DIM)
 
     def __call__(self, obs: np.ndarray, command: np.ndarray) -> np.ndarray:
         """Deterministic action in [-1, 1]^8 for observations [..., 27] and unit commands [..., 2]."""
-        h = np.concatenate([np.asarray(obs, dtype=np.float32), np.asarray(command, dtype=np.float32)], -1)
-        for w, b in self.layers[:-1]:
-            h = np.maximum(h @ w + b, 0)
-        w, b = self.layers[-1]
-        return np.tanh(h @ w + b)
+        return self.mean(np.concatenate([np.asarray(obs, dtype=np.float32), np.asarray(command, dtype=np.float32)],
+                                        -1))
 
 
 def make_ant(**kwargs):
@@ -149,6 +131,7 @@ def direction_env(noise: float = NOISE, episode_steps: int = 1000, resample_ever
         def reset(self, **kwargs):
             obs, info = self.env.reset(**kwargs)
             self.t, self.angle = 0, self.np_random.uniform(0, 2 * np.pi)
+            self.speed_sum, self.bounce = 0.0, False
             return np.concatenate([obs, self.command]).astype(np.float32), info
 
         def step(self, action):
@@ -159,6 +142,9 @@ def direction_env(noise: float = NOISE, episode_steps: int = 1000, resample_ever
             info = {**info, "speed": speed, "fallen": down, "bounced": bool(bounced(obs))}
             r = reward(speed, obs, action)
             self.t += 1
+            self.speed_sum, self.bounce = self.speed_sum + speed, self.bounce or info["bounced"]
+            if down or truncated:  # what the training log reports of each episode (iqlkit.envs.sac.train_sac)
+                info["episode_stats"] = {"speed": self.speed_sum / self.t, "fall": down, "bounce": self.bounce}
             self.angle = (self.np_random.uniform(0, 2 * np.pi) if self.t % resample_every == 0
                           else self.angle + jitter * self.np_random.normal())
             return np.concatenate([obs, self.command]).astype(np.float32), r, down, truncated, info
@@ -166,153 +152,33 @@ def direction_env(noise: float = NOISE, episode_steps: int = 1000, resample_ever
     return DirectionEnv(make_ant(max_episode_steps=episode_steps))
 
 
-def encode(a: np.ndarray) -> str:
-    """A float32 array as text: each number's shortest decimal that reads back to the same float32."""
-    return " ".join(map(str, np.asarray(a, dtype=np.float32).ravel()))
-
-
-def decode(text: str, shape: list[int]) -> np.ndarray:
-    """encode's inverse: the float32 array of that shape, bit for bit."""
-    return np.array(text.split(), dtype=np.float32).reshape(shape)
-
-
-def export(model, path: str | Path, info: dict) -> Path:
-    """Write an SB3 SAC actor's mean network (latent_pi's Linear layers, then mu) as one JSON file: `info` (how
-    it was made) and "layers", each its weight [out, in] (torch's layout) and bias as text (encode), float32
-    exactly."""
-    import torch
-
-    layers = [m for m in model.actor.latent_pi if isinstance(m, torch.nn.Linear)] + [model.actor.mu]
-    weights = [layer.weight.detach().cpu().numpy() for layer in layers]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**info, "layers": [
-        {"shape": list(w.shape), "w": encode(w), "b": encode(layer.bias.detach().cpu().numpy())}
-        for w, layer in zip(weights, layers)]}, indent=1) + "\n")
-    return path
-
-
 def train(out: str | Path = "runs/controller", steps: int = 3_000_000, seed: int = 0, n_envs: int = 4,
-          hidden: tuple[int, ...] = (256, 256), checkpoint_every: int = 25_000, log_every: int = 5_000,
+          hidden: tuple[int, ...] = (128, 128), checkpoint_every: int = 25_000, log_every: int = 5_000,
           learning_starts: int = 10_000, noise: float = NOISE, updates_per_step: float = 0.5,
           gamma: float = 0.99) -> Path:
-    """Train the controller with SB3 SAC (one torch thread) on `direction_env`; resumable.
+    """Train the controller with SB3 SAC on `direction_env` (iqlkit.envs.sac.train_sac: resumable, a snapshot of
+    the actor at every checkpoint); its log adds the episodes' mean speed along the command, falls and bounces.
+    Returns OUT/policy.json, the actor and how it was made."""
+    from iqlkit.envs.sac import train_sac
 
-    `n_envs` envs are stepped together, with n_envs x `updates_per_step` gradient steps after each step of all
-    of them (updates = steps x updates_per_step). Every `checkpoint_every` steps OUT/model.zip, OUT/replay.pkl
-    and OUT/state.json (steps, wall time) are written, and the actor's weights as OUT/snapshots/<steps>.json
-    (`export`); running again resumes from them. OUT/log.csv gets a row every `log_every` steps. At the end the
-    actor's mean network and how it was made go to OUT/ant_controller.json.
-    """
-    import os
-
-    import torch
-    from stable_baselines3 import SAC
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.vec_env import DummyVecEnv
-    from tqdm.auto import tqdm
-
-    torch.set_num_threads(1)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    envs = DummyVecEnv([lambda: direction_env(noise) for _ in range(n_envs)])
-    envs.seed(seed)
-    state = json.loads((out / "state.json").read_text()) if (out / "model.zip").exists() else {"wall_s": 0.0}
-    if "steps" in state:
-        model = SAC.load(out / "model.zip", env=envs, device="cpu")
-        model.load_replay_buffer(out / "replay.pkl")
-        print(f"resuming from {out / 'model.zip'} at step {model.num_timesteps:,}")
-    else:
-        gradient_steps = max(1, round(n_envs * updates_per_step))
-        model = SAC("MlpPolicy", envs, buffer_size=steps, learning_starts=learning_starts, batch_size=256,
-                    train_freq=1, gradient_steps=gradient_steps, gamma=gamma, policy_kwargs={"net_arch": list(hidden)},
-                    seed=seed, device="cpu", verbose=0)
-    made = partial(provenance, steps, seed, n_envs, hidden, model.gradient_steps / n_envs, model.gamma)
-
-    class Progress(BaseCallback):
-        """tqdm bar, CSV log (returns, speed along the command, falls), resumable checkpoints."""
-
-        def _on_training_start(self) -> None:
-            self.bar = tqdm(total=steps, initial=self.num_timesteps, unit="step", desc="controller SAC",
-                            mininterval=10)
-            self.start, self.wall0, self.mark = time.time(), state["wall_s"], (self.num_timesteps, time.time())
-            self.ret, self.speed, self.len = np.zeros(n_envs), np.zeros(n_envs), np.zeros(n_envs)
-            self.bounce = np.zeros(n_envs, bool)
-            self.episodes: list[tuple[float, float, bool, bool]] = []
-            new = not (out / "log.csv").exists()
-            self.file = open(out / "log.csv", "a", newline="")
-            self.log = csv.writer(self.file)
-            if new:
-                self.log.writerow(["step", "wall_s", "steps_per_s", "episodes", "return", "speed", "fall_rate",
-                                   "bounce_rate", "ent_coef"])
-
-        def _on_step(self) -> bool:
-            rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
-            self.ret += rewards
-            self.speed += [i["speed"] for i in infos]
-            self.bounce |= [i["bounced"] for i in infos]
-            self.len += 1
-            for k in np.flatnonzero(dones):
-                self.episodes.append((self.ret[k], self.speed[k] / self.len[k], infos[k]["fallen"], self.bounce[k]))
-                self.ret[k] = self.speed[k] = self.len[k] = self.bounce[k] = 0
-            self.bar.update(n_envs)
-            if self.num_timesteps % log_every < n_envs:
-                self._write()
-            if self.num_timesteps % checkpoint_every < n_envs:
-                self._save()
-            return True
-
-        def _write(self) -> None:
-            now, (step0, t0) = time.time(), self.mark
-            recent = np.array(self.episodes[-20:], dtype=float).reshape(-1, 4)
-            ent = float(torch.exp(self.model.log_ent_coef.detach())) if self.model.log_ent_coef is not None else 0
-            row = [self.num_timesteps, round(self.wall0 + now - self.start, 1), round((self.num_timesteps - step0) /
-                   max(now - t0, 1e-9), 1), len(self.episodes)] + [round(float(v), 4) for v in
-                   (recent.mean(0) if len(recent) else [np.nan] * 4)] + [round(ent, 5)]
-            self.log.writerow(row)
-            self.file.flush()
-            self.bar.set_postfix(ret=row[4], speed=row[5], falls=row[6])
-            self.mark = (self.num_timesteps, now)
-
-        def _save(self) -> None:
-            self.model.save(out / "model.tmp.zip")
-            self.model.save_replay_buffer(out / "replay.tmp.pkl")
-            os.replace(out / "model.tmp.zip", out / "model.zip")
-            os.replace(out / "replay.tmp.pkl", out / "replay.pkl")
-            wall = round(self.wall0 + time.time() - self.start, 1)
-            export(self.model, out / "snapshots" / f"{self.num_timesteps}.json", made(wall))
-            (out / "state.json").write_text(json.dumps({"steps": self.num_timesteps, "wall_s": wall}))
-
-        def _on_training_end(self) -> None:
-            self._save()
-            self.bar.close()
-            self.file.close()
-
-    remaining = steps - model.num_timesteps
-    if remaining > 0:
-        model.learn(remaining, callback=Progress(), reset_num_timesteps=False)
-    wall = json.loads((out / "state.json").read_text())["wall_s"]
-    return export(model, out / "ant_controller.json", made(wall))
+    made = partial(provenance, steps, seed, n_envs, hidden, updates_per_step, gamma)
+    return train_sac(partial(direction_env, noise), out, steps, made, seed, n_envs, hidden, updates_per_step, gamma,
+                     checkpoint_every, log_every, learning_starts, stats=("speed", "fall", "bounce"),
+                     desc="controller SAC")
 
 
 def provenance(steps: int, seed: int, n_envs: int, hidden: tuple[int, ...], updates_per_step: float, gamma: float,
                wall_s: float) -> dict:
     """How the weights were made: the command, seed, steps, wall time, hardware and library versions."""
-    import os
-    import platform
-    from importlib.metadata import version
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     return {"command": f"OMP_NUM_THREADS=1 python -m iqlkit controller train --steps {steps} --seed {seed} "
                        f"--n-envs {n_envs} --hidden {' '.join(map(str, hidden))} --updates-per-step "
                        f"{updates_per_step:g} --gamma {gamma:g}",
             "seed": seed, "steps": steps, "updates": round(steps * updates_per_step), "gamma": gamma,
-            "wall_s": wall_s, "hardware": f"{cpu}, {os.cpu_count()} cores, 1 torch thread",
+            "wall_s": wall_s, "hardware": hardware(),
             "reward": f"{VELOCITY_WEIGHT:g} min(v.d, {SPEED_CAP:g}) + {UPRIGHT_WEIGHT:g} u - {CTRL_WEIGHT:g} |a|^2; "
                       f"a tip past horizontal ends the episode",
             "training_noise": NOISE, "resample_every": RESAMPLE_EVERY, "command_jitter": COMMAND_JITTER,
-            "versions": {p: version(p) for p in ("torch", "stable-baselines3", "gymnasium", "mujoco", "numpy")}}
+            "versions": versions()}
 
 
 def drive(env, task: MazeTask, policy: Controller, steps: int, noise: float, rng: np.random.Generator,

@@ -234,6 +234,47 @@ def minari_root() -> str:
     return os.environ.get("MINARI_DATASETS_PATH", os.path.join(os.path.expanduser("~"), ".minari", "datasets"))
 
 
+WRITING = ".iqlkit-writing-"  # the prefix of a dataset being written, beside the datasets folder
+
+
+def write_minari(dataset_id: str, buffers: list, **kwargs):
+    """minari.create_dataset_from_buffers(dataset_id, buffers, **kwargs), written into a folder of its own beside
+    the datasets folder and moved into place only when complete: a write interrupted at any moment leaves no half
+    dataset that loads, and an older dataset of that id stays until the new one is whole. Returns the dataset."""
+    import shutil
+    import tempfile
+
+    import minari
+
+    root = Path(minari_root())
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.parent.glob(f"{WRITING}*"):  # folders of writes that were killed (their process is gone)
+        pid = stale.name.removeprefix(WRITING).split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{WRITING}{os.getpid()}-", dir=root.parent))
+    before = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(tmp)
+    try:
+        minari.create_dataset_from_buffers(dataset_id, buffers, **kwargs)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if before is None:
+            os.environ.pop("MINARI_DATASETS_PATH")
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = before
+    final = root / dataset_id
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        old = tmp / "replaced"
+        os.replace(final, old)  # the old dataset leaves in one step, then the new one arrives in one step
+    os.replace(tmp / dataset_id, final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return minari.load_dataset(dataset_id)
+
+
 def open_minari(dataset_id: str):
     """minari.load_dataset(id) for a dataset on disk, or a FileNotFoundError that says how to download it."""
     import minari

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from iqlkit.envs.data import write_minari
 from iqlkit.envs.maze import GOAL_RADIUS, MazeTask, bfs_distances
 from iqlkit.envs.pointmaze import TASKS, make_env, pd_action
 
@@ -26,7 +27,6 @@ def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: i
     """
     import os
 
-    import minari
     from minari.data_collector import EpisodeBuffer
 
     task = TASKS[task] if isinstance(task, str) else task
@@ -73,9 +73,8 @@ def pointmaze(task: str | MazeTask = "umaze", mode: str = "navigate", n_steps: i
         episodes.append(EpisodeBuffer(id=e, observations=observations, actions=np.array(actions), rewards=rewards,
                                       terminations=[False] * n, truncations=[False] * (n - 1) + [True]))
         total, e = total + n, e + 1
-    if dataset_id in minari.list_local_datasets():
-        minari.delete_dataset(dataset_id)
-    return minari.create_dataset_from_buffers(
-        dataset_id, episodes, env=env.spec, eval_env=make_env(task, eval_env=True).spec, algorithm_name=f"PD+BFS {mode}",
+    return write_minari(
+        dataset_id, episodes, env=env.spec, eval_env=make_env(task, eval_env=True).spec,
+        algorithm_name=f"PD+BFS {mode}",
         description=f"iqlkit PointMaze {task.name} ({mode}): fixed goal {task.goal}, reward 1 within 0.45, "
                     f"continuing task, action noise {noise}")
