@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from iqlkit import cli
-from iqlkit.engine.iql import IQL, IQLConfig
 from iqlkit.engine.baselines import AWACLike
+from iqlkit.engine.iql import IQL, IQLConfig
 from iqlkit.engine.online import VARIANTS, OnlineSource, ReplayBuffer, finetune, online_config
 from iqlkit.engine.train import fit_many
 from iqlkit.envs.data import Transitions, flatten_observations, prepare
 from iqlkit.envs.evaluate import evaluate
-from iqlkit.experiments.finetuning import by_seed, goal_rates, joined, largest_drop, series, values_at
 from iqlkit.envs.maze import MazeTask
 from iqlkit.envs.pointmaze import TASKS, make_env
+from iqlkit.experiments.finetuning import by_seed, goal_rates, joined, largest_drop, series, values_at
 
 CFG = online_config(IQLConfig(hidden=(16, 16), batch_size=32, reward="minus_one"))
 UMAZE = partial(make_env, TASKS["umaze"], True)
@@ -354,8 +354,8 @@ def test_goal_rates_count_terminals_per_thousand_in_full_windows():
 
 def test_maze_run_trains_offline_or_fine_tunes_from_the_switch_and_varies_the_evaluation_episodes(tmp_path,
                                                                                                    monkeypatch):
-    from iqlkit.experiments.finetuning import maze_run
     from iqlkit.envs import datagen, pointmaze
+    from iqlkit.experiments.finetuning import maze_run
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     dataset = datagen.pointmaze("umaze", "stitch", n_steps=600, seed=0).id

@@ -9,6 +9,10 @@ a test cell earns its points only on a reply that proves its code ran to its end
 writes to a file. A cell past its time limit is interrupted; a dead kernel or the notebook's time limit stops the
 notebook, and the test cells not reached score 0. Written answers are graded by hand: their CSV columns stay empty
 (0 where the student left the stub). The CSV is rewritten (atomically) after every finished notebook.
+
+On Ray (a Backend of iqlkit.experiments.backends) each notebook is one task: the node that runs it confines the kernel
+as this machine would, and sends back the result and the executed notebook, which are written here. A node where
+bubblewrap does not work refuses to grade, unless IQLKIT_SANDBOX=off here allows unsandboxed grading explicitly.
 """
 from __future__ import annotations
 
@@ -16,9 +20,12 @@ import asyncio
 import csv
 import json
 import os
+import socket
 import stat
+import tempfile
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import nbformat
@@ -28,6 +35,7 @@ from iqlkit.assign import tamper
 from iqlkit.assign.execute import run_notebook
 from iqlkit.assign.release import sources
 from iqlkit.assign.sandbox import Confinement, Kernel, confinement
+from iqlkit.experiments.backends import Backend, Task
 
 STUB_TEXT = "YOUR ANSWER HERE"  # nbgrader's ClearSolutions.text_stub
 MAX_BYTES = 64 * 2**20  # a larger submission is not read
@@ -222,13 +230,15 @@ def _load_sources(source_dir: Path) -> list[Source]:
 
 def autograde(source_dir: Path, submissions_dir: Path, out_csv: Path, timeout_s: float = 600,
               cell_timeout_s: float | None = None, workers: int = 2, smoke: bool = False,
-              memory_gb: float | None = 8.0) -> list[Result]:
+              memory_gb: float | None = 8.0, backend: Backend | None = None) -> list[Result]:
     """Grade `submissions_dir/<student>/<assignment>.ipynb` against the sources; write the CSV and the notebooks.
 
     Each notebook runs in its own confined kernel, at most `timeout_s` in all and `cell_timeout_s` (default:
     timeout_s) per cell, with at most `memory_gb` (None: no limit) for the whole notebook where cgroups allow, else
     per process. `smoke` sets IQLKIT_SMOKE=1 for the kernels. The executed notebooks (with outputs, for feedback) go
     to the folder named like the CSV without its suffix: grades.csv -> grades/<student>/<name>.ipynb.
+    backend: Backend('ray', ...) grades the notebooks as Ray tasks (module docstring); default: here, `workers` at a
+    time.
     """
     loaded = _load_sources(Path(source_dir))
     submissions_dir, out_csv = Path(submissions_dir), Path(out_csv)
@@ -242,7 +252,9 @@ def autograde(source_dir: Path, submissions_dir: Path, out_csv: Path, timeout_s:
         raise ValueError(f"no student folders in {submissions_dir}: lay submissions out as "
                          f"{submissions_dir}/<student>/<assignment>.ipynb")
     feedback = out_csv.with_suffix("")
-    conf = confinement([Path(source_dir), submissions_dir, out_csv.parent.resolve()])
+    protected = [Path(source_dir).resolve(), submissions_dir.resolve(), out_csv.parent.resolve()]
+    ray = backend is not None and backend.kind == "ray"
+    conf = None if ray else confinement(protected)  # on Ray each node finds out what it gives (grade_on_node)
     env = dict(os.environ, **({"IQLKIT_SMOKE": "1"} if smoke else {}))
     folder_fd = os.open(submissions_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -256,8 +268,61 @@ def autograde(source_dir: Path, submissions_dir: Path, out_csv: Path, timeout_s:
                 jobs.append((student, source, data, feedback / student / f"{source.name}.ipynb"))
     finally:
         os.close(folder_fd)
-    return asyncio.run(_grade_all(jobs, out_csv, workers, conf=conf, env=env, timeout_s=timeout_s,
-                                  cell_timeout_s=cell_timeout_s or timeout_s, memory_gb=memory_gb))
+    settings = {"timeout_s": timeout_s, "cell_timeout_s": cell_timeout_s or timeout_s, "memory_gb": memory_gb}
+    if ray:
+        return _grade_on_ray(jobs, out_csv, backend, protected, {k: v for k, v in env.items()
+                                                                 if k.startswith("IQLKIT_")}, settings)
+    return asyncio.run(_grade_all(jobs, out_csv, workers, conf=conf, env=env, **settings))
+
+
+class Unsandboxed(RuntimeError):
+    """A node where bubblewrap does not work, asked to grade without IQLKIT_SANDBOX=off."""
+
+
+@lru_cache(maxsize=None)
+def _node_confinement(protected: tuple[Path, ...]) -> Confinement:
+    """What this node gives each kernel (probed once per worker process)."""
+    return confinement(list(protected))
+
+
+def grade_on_node(student: str, source: Source, data: bytes | Rejected, job: int, protected: tuple[Path, ...],
+                  env: dict[str, str], settings: dict) -> tuple[Result, str | None]:
+    """A Ray task: grade one submission in this node's sandbox (env: the grader's IQLKIT_ variables, which the
+    kernels get); the Result and the executed notebook's text. Unsandboxed raised where bubblewrap does not work,
+    unless the grader set IQLKIT_SANDBOX=off (as confinement reads it)."""
+    conf = _node_confinement(protected)
+    if not conf.bwrap and env.get("IQLKIT_SANDBOX", "").lower() not in ("0", "off", "no"):
+        raise Unsandboxed(f"node {socket.gethostname()} refuses to grade: bubblewrap is missing or does not work "
+                          f"there ({conf.describe()}). Install bubblewrap on every node, or allow unsandboxed "
+                          "grading explicitly with IQLKIT_SANDBOX=off")
+    with tempfile.TemporaryDirectory() as folder:
+        feedback = Path(folder) / "feedback.ipynb"
+        result = asyncio.run(grade_one(student, source, data, feedback, job, conf, {**os.environ, **env}, **settings))
+        return result, feedback.read_text() if feedback.exists() else None
+
+
+def _grade_on_ray(jobs: list[tuple], out_csv: Path, backend: Backend, protected: list[Path], env: dict[str, str],
+                  settings: dict) -> list[Result]:
+    """Grade the jobs as Ray tasks (grade_on_node); write each executed notebook and rewrite the CSV as they come.
+    A RuntimeError after the others, naming the nodes' reasons, when some notebooks could not be graded."""
+    done: dict[int, Result] = {}
+
+    def finish(task: Task, got: tuple[Result, str | None]) -> None:
+        k, (result, text) = task.args[3], got
+        done[k] = result
+        if text is not None:
+            jobs[k][3].parent.mkdir(parents=True, exist_ok=True)
+            jobs[k][3].write_text(text)
+        write_csv([done[i] for i in sorted(done)], out_csv)
+
+    tasks = [Task((student, source, data, k, tuple(protected), env, settings), 1, f"{student}/{source.name}")
+             for k, (student, source, data, _) in enumerate(jobs)]
+    failures = backend.run(grade_on_node, tasks, finish, desc=f"grading {len(tasks)} notebooks")
+    if failures:
+        reasons = sorted({f.reason for f in failures})
+        raise RuntimeError(f"{len(failures)} of {len(tasks)} notebooks were not graded ({out_csv} holds the others): "
+                           + "; ".join(reasons))
+    return [done[k] for k in sorted(done)]
 
 
 async def _grade_all(jobs: list[tuple], out_csv: Path, workers: int, **settings) -> list[Result]:

@@ -167,7 +167,8 @@ def cosine_factor(step: torch.Tensor | float, max_steps: int) -> torch.Tensor:
 def awr_weight(advantage: torch.Tensor | np.ndarray, beta: torch.Tensor | float, clip: float = 100.0) -> torch.Tensor:
     """AWR's weight of a dataset action, w = min(exp(beta A), clip) (Eq. 7 with the authors' clip); beta = 0 gives
     w = 1: behaviour cloning."""
-    return torch.exp(beta * torch.as_tensor(advantage, dtype=torch.float32)).clamp(max=clip)
+    advantage = advantage if isinstance(advantage, torch.Tensor) else torch.as_tensor(advantage, dtype=torch.float32)
+    return torch.exp(beta * advantage).clamp(max=clip)
 
 
 def _per_agent(values: list[float], device: torch.device) -> torch.Tensor:

@@ -46,11 +46,25 @@ class TrainOptions:
     agent_columns: bool = True  # log rows carry agent, seed, tau and beta (fit turns them off for its one agent)
     fast: bool | None = None  # train through iqlkit.engine.fast (CUDA graphs); None: on CUDA for the kit's IQL
     compile: bool = False  # fast path: torch.compile the loss functions
+    tensorboard: bool = False  # with log_dir: TensorBoard events of every log row, a folder per agent (log.csv rules)
 
     def __post_init__(self) -> None:
         for name in ("eval_every", "log_every") + (("steps",) if self.steps is not None else ()):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.tensorboard and self.log_dir is None:
+            raise ValueError("tensorboard needs a log_dir: the events go beside its log.csv")
+
+
+class NonFiniteError(FloatingPointError):
+    """The NaN guard: a loss or weight became non-finite; `agents` are the learner's agents it happened to."""
+
+    def __init__(self, message: str, agents: Sequence[int]) -> None:
+        super().__init__(message)
+        self.agents = list(agents)
+
+    def __reduce__(self) -> tuple:  # pickled with its agents (to a process pool's or Ray's driver)
+        return type(self), (str(self), self.agents)
 
 
 class Source(Protocol):
@@ -134,9 +148,9 @@ def _save(folder: RunFolder, learner: IQL, source: Source) -> None:
     """A checkpoint of the learner, the source and the generators, only when every weight is finite."""
     bad = learner.nonfinite_agents()
     if bad:
-        raise FloatingPointError(f"the weights of {_agents(learner, bad)} became non-finite by step {learner.steps} "
-                                 f"(the logged losses were still finite); nothing was saved: {folder.last_good()}. "
-                                 "Try a smaller learning rate, a smaller beta or reward scale.")
+        raise NonFiniteError(f"the weights of {_agents(learner, bad)} became non-finite by step {learner.steps} "
+                             f"(the logged losses were still finite); nothing was saved: {folder.last_good()}. "
+                             "Try a smaller learning rate, a smaller beta or reward scale.", bad)
     folder.save({"step": learner.steps, "learner": learner.state_dict(), "source": source.state_dict(),
                  "rng": _rng_states(), "fingerprint": source.fingerprint()})
 
@@ -151,14 +165,30 @@ def _agents(learner: IQL, ks: list[int]) -> str:
 
 
 def _check_finite(learner: IQL, names: list[str], values: list[list[float]], folder: RunFolder | None) -> None:
-    """A FloatingPointError naming each non-finite loss, its agent and the checkpoint the run keeps."""
+    """A NonFiniteError naming each non-finite loss, its agent and the checkpoint the run keeps."""
     bad = {k: [name for name, v in zip(STATS, values[k]) if not math.isfinite(v)] for k in range(learner.n_agents)}
     bad = {k: found for k, found in bad.items() if found}
     if bad:
         kept = folder.last_good() if folder is not None else "no log_dir, so no checkpoint"
         which = "; ".join(f"{', '.join(v)} of {_agents(learner, [k])}" for k, v in bad.items())
-        raise FloatingPointError(f"{which} became non-finite by step {learner.steps}; {kept}. Try a smaller "
-                                 "learning rate, a smaller beta or reward scale.")
+        raise NonFiniteError(f"{which} became non-finite by step {learner.steps}; {kept}. Try a smaller "
+                             "learning rate, a smaller beta or reward scale.", list(bad))
+
+
+def _event_writers(folder: RunFolder, learner: IQL) -> list:
+    """One TensorBoard writer per agent, folder/tensorboard/<agent> (the folder itself for a single run); events
+    past the resumed step, left by an interrupted run, are hidden (purge_step)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ModuleNotFoundError("tensorboard=True needs the tensorboard package: pip install tensorboard") from None
+    seeds = learner.seeds or [None] * learner.n_agents
+    names = ([""] if learner.n_agents == 1 else
+             [f"agent{k}-seed{seeds[k]}-tau{c.tau:g}-beta{c.beta:g}" for k, c in enumerate(learner.configs)])
+    writers = [SummaryWriter(folder.path / "tensorboard" / name, purge_step=learner.steps + 1) for name in names]
+    for writer, config in zip(writers, learner.configs):
+        writer.add_text("config", str(config.to_dict()), learner.steps)  # what tells the runs of a sweep apart
+    return writers
 
 
 def train(learner: IQL, source: Source, options: TrainOptions) -> list[dict]:
@@ -167,19 +197,21 @@ def train(learner: IQL, source: Source, options: TrainOptions) -> list[dict]:
     Every log_every steps the stats come to the host once (no sync in between), are checked for NaN (a
     FloatingPointError names the loss and the agent, and the last good checkpoint) and logged; options.probe adds
     diagnostics. Every eval_every steps and at the end eval_fn(agent) -> dict adds scores for each agent
-    (learner.member(k)). With log_dir: rows go to log_dir/log.csv, a checkpoint is saved at every evaluation, at the
-    end and at a log point at least every checkpoint_every_s seconds, and a folder that holds a checkpoint resumes
-    from it exactly (same config, seeds and data, else a CheckpointError).
+    (learner.member(k)). With log_dir: rows go to log_dir/log.csv (with options.tensorboard also to TensorBoard
+    events), a checkpoint is saved at every evaluation, at the end and at a log point at least every
+    checkpoint_every_s seconds, and a folder that holds a checkpoint resumes from it exactly (same config, seeds and
+    data, else a CheckpointError).
     """
     o = options
     steps = o.steps if o.steps is not None else learner.config.max_steps
     folder = RunFolder(o.log_dir) if o.log_dir is not None else None
-    S, rows = learner.n_agents, []
+    S, rows, writers = learner.n_agents, [], []
     if folder is not None:
         folder.lock()
     try:
         if folder is not None:
             rows = _resume(folder, learner, source)
+            writers = _event_writers(folder, learner) if o.tensorboard else []
         bar = tqdm(total=steps, initial=min(learner.steps, steps), disable=not o.progress, unit="step",
                    desc=o.desc if S == 1 else f"{o.desc} x{S}")
         last_save = time.monotonic()
@@ -207,12 +239,19 @@ def train(learner: IQL, source: Source, options: TrainOptions) -> list[dict]:
                     new.append(row)
                 rows += new
                 bar.set_postfix({k: f"{v:.3g}" for k, v in new[0].items() if k in STATS or k == "success_rate"})
+                for writer, row in zip(writers, new):
+                    for name, value in row.items():
+                        if name not in ("step", "agent", "seed", "tau", "beta") and isinstance(value, (int, float)):
+                            writer.add_scalar(name, value, learner.steps)
+                    writer.flush()
                 if folder is not None:
                     folder.append_log(new)  # before the checkpoint: a resume finds every row up to its step
                     if evaluate or time.monotonic() - last_save >= o.checkpoint_every_s:
                         _save(folder, learner, source)
                         last_save = time.monotonic()
     finally:
+        for writer in writers:
+            writer.close()
         if folder is not None:
             folder.release()
     return rows

@@ -27,6 +27,7 @@ import numpy as np
 from iqlkit.envs.controller import NOISE, WEIGHTS, Controller, cached, direction_episode, drive
 from iqlkit.envs.data import write_minari
 from iqlkit.envs.maze import GOAL, START as R, MazeTask
+from iqlkit.envs.paper import TABLE1
 from iqlkit.parallel import process_map
 
 G = GOAL
@@ -49,8 +50,7 @@ MINARI_UMAZE_EVAL_MAP = [[1, 1, 1, 1, 1], [1, 0, 0, R, 1], [1, 0, 1, 1, 1], [1, 
 ENV_IDS = {"umaze": "AntMaze_UMaze-v4", "umaze-diverse": "AntMaze_UMaze-v4", "medium-play": "AntMaze_Medium-v4",
            "medium-diverse": "AntMaze_Medium_Diverse_GR-v4", "large-play": "AntMaze_Large-v4",
            "large-diverse": "AntMaze_Large_Diverse_GR-v4"}
-PAPER_SCORES = {"umaze": 87.5, "umaze-diverse": 62.2, "medium-play": 71.2, "medium-diverse": 70.0,
-                "large-play": 39.6, "large-diverse": 47.5}  # IQL paper, Table 1 (AntMaze v0)
+PAPER_SCORES = {name: TABLE1[f"antmaze-{name}"]["iql"] for name in ENV_IDS}  # IQL's column of Table 1 (AntMaze v0)
 
 
 def dataset_name(dataset_id: str) -> str:

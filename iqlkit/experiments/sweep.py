@@ -2,15 +2,16 @@
 
 A run is one (config, seed). Runs whose configs differ only in tau, beta, actor dropout or a common learning-rate
 factor train together as agents of one IQL (fit_many); other differences (batch size, depth, width) form separate
-groups. A group checkpoints while it trains (out/groups/<key>/), and every finished group appends its rows to
-results.csv (one row per run and evaluation: config, seed, step, scores), so an interrupted sweep, started again,
-resumes the group it was in and trains only the runs that have no final row yet.
+groups. A group checkpoints while it trains (out/groups/<key>/), and every finished group adds its rows to
+results.csv (one row per run and evaluation: config, seed, step, scores; rewritten atomically, in the grid's order),
+so an interrupted sweep, started again, resumes the group it was in and trains only the runs that have no final row
+yet. The groups train in a local process pool or as Ray tasks (iqlkit.experiments.backends), with the same rows.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,11 +20,12 @@ import numpy as np
 import torch
 
 from iqlkit.engine.iql import IQLConfig, stack_key
-from iqlkit.engine.runfolder import CHECKPOINT, PREVIOUS, read_csv, write_csv
-from iqlkit.engine.train import fit_many
+from iqlkit.engine.runfolder import CHECKPOINT, PREVIOUS, RunFolder, _number, read_csv, write_csv
+from iqlkit.engine.train import TrainOptions, fit_many
 from iqlkit.envs.data import Transitions
+from iqlkit.experiments.backends import Backend, Task
 
-RESULTS = "results.csv"
+RESULTS, FAILED = "results.csv", "failed.csv"
 RECORDED = Path(__file__).parents[1] / "recorded"  # results of full sweeps the kit ran (notebook 07 shows them)
 
 # the reproducibility report's Table 3 (one hyperparameter at a time around the authors' AntMaze settings)
@@ -69,12 +71,12 @@ def stack_groups(configs: Sequence[IQLConfig], steps: int | None = None) -> list
 
 
 def read_results(out: str | Path) -> list[dict]:
-    """The rows of a sweep folder's results.csv, or of a results file (.csv or .csv.gz); [] when there is none."""
+    """The rows of a sweep folder's results.csv, or of a results file (.csv or .csv.gz), numbers as written (int or
+    float, so that rewriting them changes no text); [] when there is none."""
     path = Path(out) / RESULTS if Path(out).is_dir() or not Path(out).suffix else Path(out)
     if not path.exists():
         return []
-    return [{k: v if k == "config" else float(v) if v != "" else float("nan") for k, v in row.items()}
-            for row in read_csv(path)]
+    return [{k: v if k == "config" else _number(v) for k, v in row.items()} for row in read_csv(path)]
 
 
 def _group_folder(out: Path, jobs: list[tuple[IQLConfig, int]], steps: int) -> Path:
@@ -83,68 +85,100 @@ def _group_folder(out: Path, jobs: list[tuple[IQLConfig, int]], steps: int) -> P
     return out / "groups" / hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
-def _train_group(data: Transitions, jobs: list[tuple[IQLConfig, int]], steps: int, eval_fn: Callable,
-                 eval_every: int, log_every: int | None, probe: Callable | None, device: str,
-                 threads: int | None, folder: Path) -> list[dict]:
-    """Train one stack of runs with fit_many, checkpointing in `folder` (an interrupted group resumes there); rows
-    at each evaluation (config, seed, step, stats, scores), each labelled by the agent that produced it."""
+def _train_group(data: Transitions, jobs: list[tuple[IQLConfig, int]], options: TrainOptions,
+                 threads: int | None) -> list[dict]:
+    """Train one stack of runs with fit_many, checkpointing in options.log_dir (an interrupted group resumes there);
+    rows at each evaluation (config, seed, step, stats, scores), each labelled by the agent that produced it."""
     if threads:
         torch.set_num_threads(threads)
     configs, seeds = [c for c, _ in jobs], [s for _, s in jobs]
-    learner, rows = fit_many(data, configs, seeds, steps=steps, device=device, eval_fn=eval_fn,
-                             eval_every=eval_every, log_every=log_every or eval_every, progress=False, probe=probe,
-                             log_dir=folder)
+    learner, rows = fit_many(data, configs, seeds, **vars(options))
     for name in (CHECKPOINT, PREVIOUS):  # the rows are what a sweep keeps; a group's weights would fill the disk
-        (folder / name).unlink(missing_ok=True)
-    return [{"config": config_id(learner.configs[r["agent"]]), "seed": learner.seeds[r["agent"]], "steps": steps,
+        (Path(options.log_dir) / name).unlink(missing_ok=True)
+    return [{"config": config_id(learner.configs[r["agent"]]), "seed": learner.seeds[r["agent"]], "steps": options.steps,
              **{k: v for k, v in r.items() if k not in ("agent", "seed", "tau", "beta")}} for r in rows]
+
+
+def _ordered(rows: list[dict], configs: Sequence[IQLConfig]) -> list[dict]:
+    """Rows in the grid's order (config as given, seed, step), whatever order the groups finished in; rows of
+    configs outside the grid first, as they were."""
+    rank = {config_id(c): i for i, c in enumerate(configs)}
+    return sorted(rows, key=lambda r: (rank.get(r["config"], -1), int(r["seed"]), float(r["step"])))
 
 
 def sweep(data: Transitions, configs: Sequence[IQLConfig], seeds: Sequence[int], out: str | Path,
           eval_fn: Callable[[Callable], dict], steps: int | None = None, n_evals: int = 3, device: str = "cpu",
           max_agents: int = 48, workers: int = 1, log_every: int | None = None, probe: Callable | None = None,
-          progress: bool = True) -> list[dict]:
+          progress: bool = True, backend: Backend | None = None, storage: str | Path | None = None,
+          tensorboard: bool = False) -> list[dict]:
     """Train every config with every seed (stacked where possible) and evaluate n_evals times; resumable.
 
-    eval_fn(act) -> dict of scores (picklable when workers > 1); act maps a batch of observations to actions.
-    log_every (default: at the evaluations) adds rows of training statistics and probe(stack) diagnostics.
-    Returns every row of out/results.csv, earlier runs included.
+    eval_fn(act) -> dict of scores (picklable unless the groups train in this process); act maps a batch of
+    observations to actions. log_every (default: at the evaluations) adds rows of training statistics and
+    probe(stack) diagnostics. backend: where the groups train (default: a local pool of `workers` processes);
+    storage: where their run folders go, a folder every node sees (default: out); tensorboard: event files of every
+    run beside its group's log.csv. A run that fails is listed in out/failed.csv with the reason and the others go
+    on: when the NaN guard fires, the rest of its stack trains again without the agents it names (from scratch);
+    another error fails the whole stack. One sweep at a time in `out` (a lock).
+    Returns every row of out/results.csv, earlier runs included, in the grid's order.
     """
     from tqdm.auto import tqdm
 
+    if n_evals < 1 or max_agents < 1 or not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"a sweep needs n_evals >= 1, max_agents >= 1 and distinct seeds; got {n_evals}, "
+                         f"{max_agents} and {list(seeds)}")
+    backend = backend or Backend(workers=workers)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = read_results(out)
-    groups = stack_groups(configs, steps)
-    n_steps = {config_id(c): n for n, group in groups for c in group}
-    done = {(r["config"], int(r["seed"])) for r in rows if r["step"] == r["steps"] == n_steps.get(r["config"])}
-    chunks = []
-    for n, group in groups:
-        jobs = [(c, s) for c in group for s in seeds if (config_id(c), s) not in done]
-        chunks += [(jobs[i: i + max_agents], n) for i in range(0, len(jobs), max_agents)]
-    todo = sum(len(jobs) for jobs, _ in chunks)
-    bar = tqdm(total=sum(len(j) * n for j, n in chunks), disable=not progress, desc=f"sweep {todo} runs",
-               unit="agent-step", unit_scale=True)
-    if len(n_steps) * len(seeds) > todo:
-        bar.write(f"{len(n_steps) * len(seeds) - todo} runs already in {out / RESULTS}: skipped")
+    folder = RunFolder(out)
+    folder.lock()
+    try:
+        rows = read_results(out)
+        groups = stack_groups(configs, steps)
+        n_steps = {config_id(c): n for n, group in groups for c in group}
+        done = {(r["config"], int(r["seed"])) for r in rows if r["step"] == r["steps"] == n_steps.get(r["config"])}
+        chunks = []
+        for n, group in groups:
+            jobs = [(c, s) for c in group for s in seeds if (config_id(c), s) not in done]
+            chunks += [(jobs[i: i + max_agents], n) for i in range(0, len(jobs), max_agents)]
+        todo = sum(len(jobs) for jobs, _ in chunks)
+        if len(n_steps) * len(seeds) > todo:
+            tqdm.write(f"{len(n_steps) * len(seeds) - todo} runs already in {out / RESULTS}: skipped")
 
-    def finish(jobs_rows: list[dict], jobs, n) -> None:
-        rows.extend(jobs_rows)
-        write_csv(out / RESULTS, rows)
-        bar.update(len(jobs) * n)
+        def tasks_for(chunks: list[tuple[list, int]]) -> list[Task]:
+            """A task per chunk, its options built here: a bad option fails before any group starts."""
+            here = backend.in_process(len(chunks))
+            shipped = data if here else data.to("cpu")  # one copy for all: Ray stores it once
+            return [Task((shipped, jobs, TrainOptions(
+                steps=n, device=device, eval_fn=eval_fn, eval_every=max(n // n_evals, 1),
+                log_every=log_every or max(n // n_evals, 1), probe=probe, progress=False, tensorboard=tensorboard,
+                log_dir=_group_folder(Path(storage or out), jobs, n)), backend.threads(len(chunks))), len(jobs),
+                f"{len(jobs)} runs of {n} updates") for jobs, n in chunks]
 
-    args = [(data.to("cpu") if workers > 1 else data, jobs, n, eval_fn, max(n // n_evals, 1), log_every, probe, device,
-             1 if workers > 1 else None, _group_folder(out, jobs, n)) for jobs, n in chunks]
-    if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(min(workers, len(chunks))) as pool:
-            futures = {pool.submit(_train_group, *a): a for a in args}
-            for future in as_completed(futures):
-                finish(future.result(), futures[future][1], futures[future][2])
-    else:
-        for a in args:
-            finish(_train_group(*a), a[1], a[2])
-    bar.close()
-    return rows
+        def finish(task: Task, new: list[dict]) -> None:
+            rows.extend(new)
+            write_csv(out / RESULTS, _ordered(rows, configs))
+
+        tasks, failed = tasks_for(chunks), []
+        while tasks:  # a stack whose NaN guard fired trains again without the agents the guard names
+            again = []
+            for f in backend.run(_train_group, tasks, finish, desc=f"sweep {sum(t.runs for t in tasks)} runs",
+                                 progress=progress):
+                jobs = f.task.args[1]
+                bad = set(getattr(f.error, "agents", None) or range(len(jobs)))
+                failed += [{"config": config_id(c), "seed": s, "reason": f.reason} for k, (c, s) in enumerate(jobs)
+                           if k in bad]
+                if len(bad) < len(jobs):
+                    again.append(([job for k, job in enumerate(jobs) if k not in bad], f.task.args[2].steps))
+            tasks = tasks_for(again)
+        if failed:
+            write_csv(out / FAILED, failed)
+            warnings.warn(f"{len(failed)} of {todo} runs failed (listed with the reasons in {out / FAILED}); run the "
+                          "sweep again to retry them", RuntimeWarning, stacklevel=2)
+        else:
+            (out / FAILED).unlink(missing_ok=True)
+    finally:
+        folder.release()
+    return _ordered(rows, configs)
 
 
 def final_scores(rows: list[dict], config: IQLConfig, metric: str = "success_rate") -> np.ndarray:
