@@ -1,10 +1,12 @@
-"""Command line: `python -m iqlkit train` (the kit's main job), `finetune`, `sweep`, `compare`, `make-data`,
+"""Command line: `python -m iqlkit train` (the kit's main job), `finetune`, `sweep`, `compare`, `table`, `make-data`,
 `controller`, `bench` and `assign`."""
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 BUILTIN = "iqlkit/pointmaze-medium/stitch-v0"
 
@@ -69,20 +71,34 @@ def load_for_training(args: argparse.Namespace) -> tuple:
     from functools import partial
 
     from iqlkit.envs.data import flatten_observations, load_minari, open_minari
-    from iqlkit.envs.evaluate import evaluate, reference_scores
+    from iqlkit.envs.evaluate import reference_scores
 
     ensure_builtin(args.dataset, args.data_steps)
     dataset = open_minari(args.dataset)
     data = load_minari(dataset, goal_conditioned=not args.no_goal, terminate_on_success=not args.keep_tail)
-    make_env = eval_env_maker(args, dataset)
-    references = reference_scores(dataset)
     obs_fn = partial(flatten_observations, goal_conditioned=not args.no_goal)
+    return dataset, data, Evaluation(eval_env_maker(args, dataset), args.eval_episodes, args.eval_envs, args.seed,
+                                     obs_fn, reference_scores(dataset), args.vector)
 
-    def evaluate_act(act, episodes: int = args.eval_episodes) -> dict[str, float]:
-        return evaluate(act, make_env, n_episodes=episodes, n_envs=args.eval_envs, seed=args.seed, obs_fn=obs_fn,
-                        references=references, vector=args.vector).summary()
 
-    return dataset, data, evaluate_act
+@dataclass(frozen=True)
+class Evaluation:
+    """evaluate(act, episodes) -> the scores of `episodes` (default: `episodes`) on the dataset's evaluation env; a
+    picklable object, since a sweep's worker processes get it."""
+
+    make_env: Callable[[], object]
+    episodes: int
+    n_envs: int
+    seed: int
+    obs_fn: Callable
+    references: tuple[float, float] | None
+    vector: str
+
+    def __call__(self, act: Callable, episodes: int | None = None) -> dict[str, float]:
+        from iqlkit.envs.evaluate import evaluate
+
+        return evaluate(act, self.make_env, n_episodes=episodes or self.episodes, n_envs=self.n_envs, seed=self.seed,
+                        obs_fn=self.obs_fn, references=self.references, vector=self.vector).summary()
 
 
 def run_name(preset: str, overrides: dict, seed: int) -> str:
@@ -109,8 +125,10 @@ def finish(args: argparse.Namespace, out: Path, agent, evaluate_act, record: dic
     draw_curves(out)
     final = evaluate_act(agent.act, args.final_episodes)
     (out / "final.json").write_text(json.dumps({**record, **final}, indent=2))
-    print(f"success rate over {args.final_episodes} episodes: {final['success_rate']:.2f}" +
-          (f", normalised score {final['normalized_score']:.1f}" if "normalized_score" in final else ""))
+    print(f"success rate over {args.final_episodes} episodes: {final['success_rate']:.2f}, return "
+          f"{final['return']:.1f}" + (f", normalised score {final['normalized_score']:.1f}" if "normalized_score" in final
+                                      else f" (no normalised score: {args.dataset} carries no reference returns, "
+                                           "ref_min_score and ref_max_score, in its metadata)"))
     return final
 
 
@@ -193,19 +211,30 @@ def finetune(args: argparse.Namespace) -> dict:
 
 
 def make_data(args: argparse.Namespace) -> None:
-    """Write one of the kit's datasets: PointMaze (umaze, medium) or AntMaze (antmaze-umaze, -medium, -large)."""
+    """Write one of the kit's datasets: PointMaze (umaze, medium), AntMaze (antmaze-umaze, -medium, -large) or
+    locomotion (hopper, halfcheetah, walker2d)."""
     import time
 
-    from iqlkit.envs import antmaze, datagen
+    from iqlkit.envs import antmaze, datagen, locomotion
     from iqlkit.plots.dataset import data_summary
 
     start = time.time()
     maze, mode = args.task.removeprefix("antmaze-"), args.mode
     ant = args.task.startswith("antmaze-")
     walked = ant and mode != "random"  # the trained ant's AntMaze data (play or diverse)
-    if walked:
+    if args.task in locomotion.ENVS:
+        ds = locomotion.generate(args.task, mode or "medium", n_steps=args.data_steps or 1_000_000, seed=args.seed,
+                                 workers=args.workers, ref_episodes=args.ref_episodes or 10,
+                                 replay_run=args.replay_run or f"runs/{args.task}-medium-replay")
+        low, high = locomotion.D4RL_REFS[args.task]
+        meta = ds.storage.metadata
+        print(f"reference returns: the kit's random {meta['ref_min_score']:.1f} and expert "
+              f"{meta['ref_max_score']:.1f} (normalised scores here use these); D4RL's random {low:.1f} and expert "
+              f"{high:.1f}")
+    elif walked:
         ds = antmaze.generate(maze, mode or "play", n_steps=args.data_steps or 1_000_000, seed=args.seed,
-                              workers=args.workers, ref_episodes=args.ref_episodes)
+                              workers=args.workers,
+                              ref_episodes=100 if args.ref_episodes is None else args.ref_episodes)
     elif ant:
         ds = antmaze.record(antmaze.eval_name(maze, "play"), n_steps=args.data_steps or 200_000, seed=args.seed)
     else:
@@ -215,6 +244,28 @@ def make_data(args: argparse.Namespace) -> None:
         got = data_summary(ds, antmaze.TASKS[maze])
         print(f"{got['reach_goal']:.0%} of episodes reach their goal, {got['before_goal']:.0%} of the steps come up to "
               f"the first success (the rest sit at the goal), {got['floor_visited']:.0%} of the floor cells visited")
+
+
+def expert_train(args: argparse.Namespace) -> None:
+    """Train a locomotion agent with SAC (resumable; a snapshot of the actor at every checkpoint)."""
+    from iqlkit.envs.locomotion import train_expert
+
+    out = args.out or f"runs/expert-{args.env}"
+    path = train_expert(args.env, out, steps=args.steps, seed=args.seed, n_envs=args.n_envs,
+                        hidden=tuple(args.hidden), updates_per_step=args.updates_per_step)
+    print(f"wrote {path}; pick and ship its medium and expert snapshots with: python -m iqlkit expert ship --env "
+          f"{args.env} --run {out}")
+
+
+def expert_ship(args: argparse.Namespace) -> None:
+    """Measure a run's snapshots; write its medium and expert actors, with their returns, into the kit."""
+    from iqlkit.envs.locomotion import ship
+
+    for level, path in ship(args.run or f"runs/expert-{args.env}", args.env, args.episodes, args.workers).items():
+        measured = json.loads(path.read_text())["measured"]
+        print(f"{level}: {path} (step {json.loads(path.read_text())['snapshot_steps']:,}), return "
+              f"{measured['return_mean_action'][0]:.1f} +- {measured['return_mean_action'][1]:.1f} with the mean "
+              f"action, {measured['return_sampled'][0]:.1f} sampled; random {measured['random_return'][0]:.1f}")
 
 
 def controller_train(args: argparse.Namespace) -> None:
@@ -248,15 +299,20 @@ def sweep(args: argparse.Namespace) -> None:
     from iqlkit.experiments.sweep import REPORT_GRID, ablation, ablation_table, format_table, sweep as run_sweep
     from iqlkit.plots.sweep import ablation_panels
 
-    _, data, evaluate_act = load_for_training(args)
     base = IQLConfig.preset(args.preset, **({"max_steps": args.steps} if args.steps else {}))
     unknown = set(args.axes) - set(REPORT_GRID)
     if unknown:
         raise SystemExit(f"unknown axes {sorted(unknown)}; choose from {sorted(REPORT_GRID)}")
-    entries = ablation(base, {axis: REPORT_GRID[axis] for axis in args.axes})
-    out = Path(args.out) / "sweeps" / args.dataset.replace("/", "_")
-    rows = run_sweep(data, [c for _, _, c in entries], args.seeds, out, evaluate_act, n_evals=args.n_evals,
-                     device=args.device, max_agents=args.max_agents)
+    entries = ablation(base, {axis: REPORT_GRID[axis] for axis in args.axes})  # every config checked before Ray
+    name = Path("sweeps") / args.dataset.replace("/", "_")
+    out, backend = Path(args.out) / name, backend_of(args)
+    with backend.session():  # Ray started or joined now: a bad --address fails before the data loads
+        _, data, evaluate_act = load_for_training(args)
+        rows = run_sweep(data, [c for _, _, c in entries], args.seeds, out, evaluate_act, n_evals=args.n_evals,
+                         device=args.device, max_agents=args.max_agents, backend=backend,
+                         storage=args.storage and Path(args.storage) / name, tensorboard=tensorboard_of(args))
+    if not rows:
+        raise SystemExit(f"error: every run failed: see {out / 'failed.csv'}")
     metric = "normalized_score" if "normalized_score" in rows[-1] else "success_rate"
     table = format_table(ablation_table({args.dataset: rows}, entries, metric, 1.0 if metric == "normalized_score"
                                         else 100.0))
@@ -266,6 +322,8 @@ def sweep(args: argparse.Namespace) -> None:
     plt.close(fig)
     print(table)
     print(f"wrote {out / 'results.csv'}, {out / 'table.md'} and {out / 'ablation.png'}")
+    if (out / "failed.csv").exists():
+        raise SystemExit(f"error: some runs failed: see {out / 'failed.csv'}; run the sweep again to retry them")
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -279,23 +337,79 @@ def compare(args: argparse.Namespace) -> None:
 
     overrides = {k: v for k, v in (("max_steps", args.steps), ("hidden", args.hidden and tuple(args.hidden)))
                  if v is not None}
-    dataset, data, _ = load_for_training(args)
-    config = IQLConfig.preset(args.preset, **overrides)
-    out = Path(args.out) / "compare" / args.dataset.replace("/", "_")
-    print(f"{', '.join(args.methods)} x seeds {args.seeds} on {args.dataset} ({args.preset}, {config.max_steps:,} "
-          f"updates, "
-          f"networks {config.hidden}, {args.eval_episodes} episodes per evaluation); run folders in {out}")
-    runs = compare_methods(data, config, eval_env_maker(args, dataset), tuple(args.methods), tuple(args.seeds),
-                           eval_episodes=args.eval_episodes, n_evals=args.n_evals, workers=args.workers,
-                           device=args.device, n_envs=args.eval_envs, log_dir=str(out),
-                           obs_fn=partial(flatten_observations, goal_conditioned=not args.no_goal))
+    config = IQLConfig.preset(args.preset, **overrides)  # checked before Ray starts
+    name = Path("compare") / args.dataset.replace("/", "_")
+    out, backend = Path(args.out) / name, backend_of(args)
+    folders = Path(args.storage) / name if args.storage else out
+    with backend.session():  # Ray started or joined now: a bad --address fails before the data loads
+        dataset, data, _ = load_for_training(args)
+        print(f"{', '.join(args.methods)} x seeds {args.seeds} on {args.dataset} ({args.preset}, "
+              f"{config.max_steps:,} updates, networks {config.hidden}, {args.eval_episodes} episodes per "
+              f"evaluation, {backend.kind} backend); run folders in {folders}")
+        runs = compare_methods(data, config, eval_env_maker(args, dataset), tuple(args.methods), tuple(args.seeds),
+                               eval_episodes=args.eval_episodes, n_evals=args.n_evals, device=args.device,
+                               n_envs=args.eval_envs, log_dir=str(folders), backend=backend,
+                               obs_fn=partial(flatten_observations, goal_conditioned=not args.no_goal),
+                               tensorboard=tensorboard_of(args))
+    out.mkdir(parents=True, exist_ok=True)  # (the run folders may be elsewhere: --storage)
     write_results(runs, out / "results.csv")
+    for run in runs:
+        if run.error:
+            print(f"failed: {run.method} seed {run.seed}: {run.error}")
     lines = ["| method | success rate (mean +- std) | per seed |", "| --- | --- | --- |"]
     lines += [f"| {m} | {v.mean():.2f} +- {v.std():.2f} | {', '.join(f'{x:.2f}' for x in v)} |"
               for m, v in success_table(runs).items()]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out / 'results.csv'} and {out / 'table.md'}")
+    if any(run.error for run in runs):
+        raise SystemExit("error: some runs failed (above); run the comparison again to retry them")
+
+
+def table(args: argparse.Namespace) -> None:
+    """The IQL paper's Table 1 layout over several datasets, every method x seed (iqlkit.experiments.table),
+    resumable; prints it."""
+    from iqlkit.engine.iql import IQLConfig
+    from iqlkit.experiments.table import Benchmark, paper_table
+
+    if args.dataset != BUILTIN:
+        raise SystemExit("table takes --datasets (one or more), not --dataset")
+    overrides = {k: v for k, v in (("max_steps", args.steps), ("hidden", args.hidden and tuple(args.hidden)))
+                 if v is not None}
+    each = [argparse.Namespace(**{**vars(args), "dataset": d, "preset": args.preset or default_preset(d)})
+            for d in dict.fromkeys(args.datasets)]
+    configs = [IQLConfig.preset(a.preset, **overrides) for a in each]  # checked before Ray starts
+    out, backend = Path(args.out) / "table", backend_of(args)
+    with backend.session():  # Ray started or joined now: a bad --address fails before the data loads
+        benchmarks = []
+        for a, config in zip(each, configs):
+            _, data, evaluation = load_for_training(a)
+            benchmarks.append(Benchmark(a.dataset, data, config, evaluation.make_env, evaluation.obs_fn,
+                                        evaluation.references))
+        paper_table(benchmarks, args.methods, args.seeds, out, storage=args.storage and Path(args.storage) / "table",
+                    eval_episodes=args.eval_episodes, n_evals=args.n_evals, device=args.device,
+                    n_envs=args.eval_envs, backend=backend, tensorboard=tensorboard_of(args))
+    print((out / "table.md").read_text())
+    print(f"wrote {out / 'results.csv'}, {out / 'table.md'} and {out / 'table.csv'}")
+    if (out / "failed.csv").exists():
+        raise SystemExit(f"error: some runs failed: see {out / 'failed.csv'}; run the table again to retry them")
+
+
+def backend_of(args: argparse.Namespace):
+    """The --backend options as an iqlkit.experiments.backends.Backend (a bad combination stops here)."""
+    from iqlkit.experiments.backends import Backend
+
+    try:
+        return Backend(args.backend, args.workers, args.address, args.cpus_per_task, args.gpus_per_task)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def tensorboard_of(args: argparse.Namespace) -> bool:
+    """--tensorboard as given; by default on where the tensorboard package is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None if args.tensorboard is None else args.tensorboard
 
 
 def bench(args: argparse.Namespace) -> None:
@@ -320,7 +434,7 @@ def assign_autograde(args: argparse.Namespace) -> None:
 
     results = autograde(Path(args.source), Path(args.submissions), Path(args.out), timeout_s=args.timeout,
                         cell_timeout_s=args.cell_timeout, workers=args.workers, smoke=args.smoke,
-                        memory_gb=args.memory_gb or None)
+                        memory_gb=args.memory_gb or None, backend=backend_of(args))
     print(summary(results))
     print(f"wrote {args.out} and the executed notebooks in {Path(args.out).with_suffix('')}/")
 
@@ -350,6 +464,22 @@ def parser() -> argparse.ArgumentParser:
                            help="AntMaze: evaluate in Minari's own eval env (its umaze maze is flipped: Minari #304)")
     data_args.add_argument("--data-steps", type=positive_int, default=200_000,
                            help="size of a generated built-in dataset")
+    backend_args = argparse.ArgumentParser(add_help=False)  # where the tasks of sweep, compare, table, autograde run
+    backend_args.add_argument("--backend", choices=["local", "ray"], default="local",
+                              help="local: a process pool on this machine (default); ray: Ray tasks, on a local Ray "
+                                   "sized to this machine or the cluster at --address (pip install -e '.[ray]')")
+    backend_args.add_argument("--address", help="Ray: join this cluster (auto, host:6379 or ray://host:10001) "
+                                                "instead of starting a local Ray")
+    backend_args.add_argument("--cpus-per-task", type=float, default=1.0,
+                              help="Ray: CPUs each task (a stack of runs, a notebook) asks for (default 1)")
+    backend_args.add_argument("--gpus-per-task", type=float, default=0.0,
+                              help="Ray: GPUs each task asks for; 0.25 lets four stacks share a GPU (default 0)")
+    grid_args = argparse.ArgumentParser(add_help=False)  # where the run folders of sweep, compare, table go
+    grid_args.add_argument("--storage", help="where the run folders (checkpoints, log.csv, TensorBoard events) go: a "
+                                             "folder every node sees (default: under --out)")
+    grid_args.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                           help="TensorBoard events of every run beside its log.csv (default: on where tensorboard "
+                                "is installed)")
     run_args = argparse.ArgumentParser(add_help=False)  # what a single run (train, finetune) takes besides
     run_args.add_argument("--tau", type=float, help="override the preset's expectile")
     run_args.add_argument("--beta", type=float, help="override the preset's AWR inverse temperature")
@@ -395,20 +525,25 @@ def parser() -> argparse.ArgumentParser:
     finetune_p.set_defaults(run=finetune)
 
     sweep_p = commands.add_parser(
-        "sweep", parents=[data_args], help="the reproducibility report's ablation (Table 3) on one dataset",
+        "sweep", parents=[data_args, backend_args, grid_args],
+        help="the reproducibility report's ablation (Table 3) on one dataset",
         description="One hyperparameter at a time around the preset, every value x seed, trained in stacks where "
-                    "the shapes allow; resumable: run it again after an interruption. Writes results.csv, table.md "
-                    "and ablation.png in OUT/sweeps/<dataset>/.")
+                    "the shapes allow, each stack one task of the backend (a local process pool, or Ray); resumable: "
+                    "run it again after an interruption. Writes results.csv, table.md and ablation.png in "
+                    "OUT/sweeps/<dataset>/ (failed.csv lists failed runs).")
     sweep_p.add_argument("--axes", nargs="+", default=["tau", "beta", "dropout", "batch_size", "depth", "lr"],
                          help="hyperparameters to vary (default: all six of the report's Table 3)")
     sweep_p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     sweep_p.add_argument("--n-evals", type=positive_int, default=3,
                          help="evaluations along each run (the last one is the score)")
     sweep_p.add_argument("--max-agents", type=positive_int, default=48, help="most agents trained in one stack")
+    sweep_p.add_argument("--workers", type=positive_int,
+                         help="stacks trained at once: local processes, or a local Ray's CPUs (default: one per core)")
     sweep_p.set_defaults(run=sweep, seed=0)
 
     compare_p = commands.add_parser(
-        "compare", parents=[data_args], help="IQL against one-step and BC (and top-10%% BC) on one dataset",
+        "compare", parents=[data_args, backend_args, grid_args],
+        help="IQL against one-step and BC (and top-10%% BC) on one dataset",
         description="Every method x seed on one dataset through the same engine: IQL, one-step and BC differ only "
                     "in tau and beta and train as one stack. Resumable: run it again after an interruption. Writes "
                     "results.csv and table.md in OUT/compare/<dataset>/.")
@@ -418,24 +553,70 @@ def parser() -> argparse.ArgumentParser:
     compare_p.add_argument("--hidden", type=positive_int, nargs="+", help="override the preset's hidden layer sizes")
     compare_p.add_argument("--n-evals", type=positive_int, default=2,
                            help="evaluations along each run (the last one is the score)")
-    compare_p.add_argument("--workers", type=int,
+    compare_p.add_argument("--workers", type=positive_int,
                            help="processes for the stacks (IQL's stack and top-10%% BC; default: one per core)")
     compare_p.set_defaults(run=compare, seed=0)
 
+    table_p = commands.add_parser(
+        "table", parents=[data_args, backend_args, grid_args],
+        help="the IQL paper's Table 1 over several datasets: methods x seeds, the paper's numbers beside",
+        description="Every method x seed on every dataset (as compare does for one), each stack of methods one task "
+                    "of the backend: rows are datasets, columns methods, cells mean +- std over seeds with the "
+                    "paper's number beside where the dataset is one of its Table 1. Resumable. Writes results.csv, "
+                    "table.md and table.csv in OUT/table/.")
+    table_p.add_argument("--datasets", nargs="+", required=True, help="Minari dataset ids, one row each")
+    table_p.add_argument("--methods", nargs="+", choices=["iql", "one-step", "bc", "top10-bc"],
+                         default=["iql", "one-step", "bc"])
+    table_p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    table_p.add_argument("--hidden", type=positive_int, nargs="+", help="override the presets' hidden layer sizes")
+    table_p.add_argument("--n-evals", type=positive_int, default=2,
+                         help="evaluations along each run (the last one is the score)")
+    table_p.add_argument("--workers", type=positive_int,
+                         help="stacks trained at once: local processes, or a local Ray's CPUs (default: one per core)")
+    table_p.set_defaults(run=table, seed=0)  # (not dataset=None: set_defaults would change the shared --dataset)
+
     data_p = commands.add_parser("make-data", help="generate one of the kit's PointMaze or AntMaze datasets")
-    data_p.add_argument("--task", choices=["umaze", "medium", "antmaze-umaze", "antmaze-medium", "antmaze-large"],
-                        default="medium", help="PointMaze task, or an AntMaze maze")
-    data_p.add_argument("--mode", choices=["navigate", "stitch", "play", "diverse", "random"],
+    data_p.add_argument("--task", choices=["umaze", "medium", "antmaze-umaze", "antmaze-medium", "antmaze-large",
+                                           "hopper", "halfcheetah", "walker2d"],
+                        default="medium", help="PointMaze task, an AntMaze maze, or a locomotion env")
+    data_p.add_argument("--mode", choices=["navigate", "stitch", "play", "diverse", "random", "medium",
+                                           "medium-replay", "medium-expert", "expert"],
                         help="PointMaze: navigate, stitch (default); AntMaze: play (default: marked start and goal "
                              "cells), diverse (anywhere), both with the trained ant; random: noisy random actions, "
-                             "for plumbing tests only")
+                             "for plumbing tests only; locomotion: medium (default), medium-replay, medium-expert, "
+                             "expert (D4RL's meanings, with the kit's own SAC agents)")
     data_p.add_argument("--data-steps", type=positive_int,
-                        help="steps (default: 1,000,000 for AntMaze play/diverse, else 200,000)")
+                        help="steps (default: 1,000,000 for AntMaze play/diverse and locomotion, else 200,000)")
     data_p.add_argument("--workers", type=int, help="AntMaze play/diverse: worker processes (default: one per core)")
-    data_p.add_argument("--ref-episodes", type=int, default=100,
-                        help="AntMaze play/diverse: episodes of the noiseless ant that set ref_max_score (0: none)")
+    data_p.add_argument("--ref-episodes", type=int,
+                        help="episodes behind the reference scores: AntMaze play/diverse, of the noiseless ant "
+                             "(default 100; 0: none); locomotion, of random actions and of the expert (default 10)")
+    data_p.add_argument("--replay-run", help="locomotion medium-replay: the folder of the SAC run whose replay buffer "
+                                             "is the data (resumable; default runs/<env>-medium-replay)")
     data_p.add_argument("--seed", type=int, default=0)
     data_p.set_defaults(run=make_data)
+
+    expert_p = commands.add_parser("expert", help="the locomotion agents behind the kit's hopper, halfcheetah and "
+                                                  "walker2d data: train, ship")
+    expert_sub = expert_p.add_subparsers(dest="action", required=True)
+    expert_train_p = expert_sub.add_parser(
+        "train", help="SAC on <Env>-v5 (resumable; needs stable-baselines3: pip install 'iqlkit[controller]')")
+    expert_train_p.add_argument("--env", choices=["hopper", "halfcheetah", "walker2d"], required=True)
+    expert_train_p.add_argument("--out", help="checkpoints, log.csv and snapshots (default: runs/expert-<env>)")
+    expert_train_p.add_argument("--steps", type=positive_int, default=1_000_000, help="env steps")
+    expert_train_p.add_argument("--n-envs", type=positive_int, default=4, help="envs stepped together")
+    expert_train_p.add_argument("--updates-per-step", type=float, default=0.5, help="gradient steps per env step")
+    expert_train_p.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 256])
+    expert_train_p.add_argument("--seed", type=int, default=0)
+    expert_train_p.set_defaults(run=expert_train)
+    expert_ship_p = expert_sub.add_parser(
+        "ship", help="measure a run's snapshots, pick the expert (best) and the medium (a third of its return) and "
+                     "write them into iqlkit/recorded/locomotion/")
+    expert_ship_p.add_argument("--env", choices=["hopper", "halfcheetah", "walker2d"], required=True)
+    expert_ship_p.add_argument("--run", help="the train run folder (default: runs/expert-<env>)")
+    expert_ship_p.add_argument("--episodes", type=positive_int, default=20, help="episodes per measured return")
+    expert_ship_p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    expert_ship_p.set_defaults(run=expert_ship)
 
     controller_p = commands.add_parser("controller",
                                        help="the ant controller that walks the kit's AntMaze data: train, check")
@@ -449,7 +630,7 @@ def parser() -> argparse.ArgumentParser:
     controller_train_p.add_argument("--n-envs", type=int, default=4, help="envs stepped together")
     controller_train_p.add_argument("--updates-per-step", type=float, default=0.5, help="gradient steps per env step")
     controller_train_p.add_argument("--gamma", type=float, default=0.99, help="SAC's discount")
-    controller_train_p.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    controller_train_p.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
     controller_train_p.add_argument("--seed", type=int, default=0)
     controller_train_p.set_defaults(run=controller_train)
     controller_check_p = controller_sub.add_parser(
@@ -485,14 +666,19 @@ def parser() -> argparse.ArgumentParser:
     release_p.add_argument("--source", default="assignments/source", help="folder of source notebooks, or one notebook")
     release_p.add_argument("--out", default="assignments/release", help="folder for the student notebooks")
     release_p.set_defaults(run=assign_release)
-    autograde_p = assign_sub.add_parser("autograde", help="grade SUBMISSIONS/<student>/<assignment>.ipynb into a CSV")
+    autograde_p = assign_sub.add_parser(
+        "autograde", parents=[backend_args], help="grade SUBMISSIONS/<student>/<assignment>.ipynb into a CSV",
+        description="Each notebook in its own sandboxed kernel. With --backend ray the notebooks are Ray tasks, "
+                    "graded with the same sandbox on the node that runs them; a node where bubblewrap does not work "
+                    "refuses to grade unless IQLKIT_SANDBOX=off allows unsandboxed grading explicitly.")
     autograde_p.add_argument("submissions", help="folder with one subfolder per student holding <assignment>.ipynb")
     autograde_p.add_argument("--source", default="assignments/source", help="folder of source notebooks (the tests)")
     autograde_p.add_argument("--out", default="grades.csv",
                              help="the CSV; executed notebooks go to the folder of that name")
     autograde_p.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
     autograde_p.add_argument("--cell-timeout", type=float, help="seconds per cell (default: --timeout)")
-    autograde_p.add_argument("--workers", type=int, default=2, help="notebooks run at once (default 2)")
+    autograde_p.add_argument("--workers", type=positive_int, default=2,
+                             help="notebooks run at once (default 2; a local Ray gets as many CPUs)")
     autograde_p.add_argument("--memory-gb", type=float, default=8,
                              help="memory per notebook, 0 = none (default 8): the whole notebook where cgroups can be "
                                   "written, else each process's address space")
@@ -504,10 +690,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `python -m iqlkit`."""
+    from iqlkit.experiments.backends import RayMissing
     from iqlkit.session import start
 
     args = parser().parse_args(argv)
-    if getattr(args, "dataset", None) is not None and args.preset is None:  # the one place the preset is chosen
-        args.preset = default_preset(args.dataset)
+    if getattr(args, "dataset", None) is not None and args.preset is None and "datasets" not in args:
+        args.preset = default_preset(args.dataset)  # the one place the preset is chosen (table: per dataset)
     start()  # one torch thread (IQLKIT_THREADS for more), the known-harmless warnings silenced
-    args.run(args)
+    try:
+        args.run(args)
+    except (ConnectionError, RayMissing) as e:  # an unreachable --address, or Ray not installed: what to do
+        raise SystemExit(f"error: {e}") from None
