@@ -541,38 +541,34 @@ def parser() -> argparse.ArgumentParser:
                          help="stacks trained at once: local processes, or a local Ray's CPUs (default: one per core)")
     sweep_p.set_defaults(run=sweep, seed=0)
 
+    methods_args = argparse.ArgumentParser(add_help=False)  # what compare and table take besides
+    methods_args.add_argument("--methods", nargs="+", choices=["iql", "one-step", "bc", "top10-bc"],
+                              default=["iql", "one-step", "bc"])
+    methods_args.add_argument("--hidden", type=positive_int, nargs="+",
+                              help="override the preset's hidden layer sizes")
+    methods_args.add_argument("--n-evals", type=positive_int, default=2,
+                              help="evaluations along each run (the last one is the score)")
+    methods_args.add_argument("--workers", type=positive_int,
+                              help="stacks trained at once: local processes, or a local Ray's CPUs (default: one per "
+                                   "core)")
     compare_p = commands.add_parser(
-        "compare", parents=[data_args, backend_args, grid_args],
+        "compare", parents=[data_args, backend_args, grid_args, methods_args],
         help="IQL against one-step and BC (and top-10%% BC) on one dataset",
         description="Every method x seed on one dataset through the same engine: IQL, one-step and BC differ only "
                     "in tau and beta and train as one stack. Resumable: run it again after an interruption. Writes "
                     "results.csv and table.md in OUT/compare/<dataset>/.")
-    compare_p.add_argument("--methods", nargs="+", choices=["iql", "one-step", "bc", "top10-bc"],
-                           default=["iql", "one-step", "bc"])
     compare_p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    compare_p.add_argument("--hidden", type=positive_int, nargs="+", help="override the preset's hidden layer sizes")
-    compare_p.add_argument("--n-evals", type=positive_int, default=2,
-                           help="evaluations along each run (the last one is the score)")
-    compare_p.add_argument("--workers", type=positive_int,
-                           help="processes for the stacks (IQL's stack and top-10%% BC; default: one per core)")
     compare_p.set_defaults(run=compare, seed=0)
 
     table_p = commands.add_parser(
-        "table", parents=[data_args, backend_args, grid_args],
+        "table", parents=[data_args, backend_args, grid_args, methods_args],
         help="the IQL paper's Table 1 over several datasets: methods x seeds, the paper's numbers beside",
         description="Every method x seed on every dataset (as compare does for one), each stack of methods one task "
                     "of the backend: rows are datasets, columns methods, cells mean +- std over seeds with the "
                     "paper's number beside where the dataset is one of its Table 1. Resumable. Writes results.csv, "
                     "table.md and table.csv in OUT/table/.")
     table_p.add_argument("--datasets", nargs="+", required=True, help="Minari dataset ids, one row each")
-    table_p.add_argument("--methods", nargs="+", choices=["iql", "one-step", "bc", "top10-bc"],
-                         default=["iql", "one-step", "bc"])
     table_p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    table_p.add_argument("--hidden", type=positive_int, nargs="+", help="override the presets' hidden layer sizes")
-    table_p.add_argument("--n-evals", type=positive_int, default=2,
-                         help="evaluations along each run (the last one is the score)")
-    table_p.add_argument("--workers", type=positive_int,
-                         help="stacks trained at once: local processes, or a local Ray's CPUs (default: one per core)")
     table_p.set_defaults(run=table, seed=0)  # (not dataset=None: set_defaults would change the shared --dataset)
 
     data_p = commands.add_parser("make-data", help="generate one of the kit's PointMaze or AntMaze datasets")

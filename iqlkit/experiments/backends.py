@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
+
+from iqlkit.engine.runfolder import write_csv
 
 BACKENDS = ("local", "ray")
 RAY_EXTRA = "pip install -e '.[ray]' (the kit's optional extra 'ray')"
@@ -249,3 +253,16 @@ class Backend:
         finally:
             if started:
                 ray.shutdown()
+
+
+FAILED = "failed.csv"  # beside a grid's results.csv: the runs that failed, and why
+
+
+def record_failures(out: Path, failed: list[dict], total: int, what: str) -> None:
+    """Write out/failed.csv (the runs that failed, with their reasons) and warn, or remove an old one when none did."""
+    if failed:
+        write_csv(out / FAILED, failed)
+        warnings.warn(f"{len(failed)} of {total} runs failed (listed with the reasons in {out / FAILED}); run the "
+                      f"{what} again to retry them", RuntimeWarning, stacklevel=3)
+    else:
+        (out / FAILED).unlink(missing_ok=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,9 +22,9 @@ from iqlkit.engine.iql import IQLConfig, stack_key
 from iqlkit.engine.runfolder import CHECKPOINT, PREVIOUS, RunFolder, _number, read_csv, write_csv
 from iqlkit.engine.train import TrainOptions, fit_many
 from iqlkit.envs.data import Transitions
-from iqlkit.experiments.backends import Backend, Task
+from iqlkit.experiments.backends import Backend, Task, record_failures
 
-RESULTS, FAILED = "results.csv", "failed.csv"
+RESULTS = "results.csv"
 RECORDED = Path(__file__).parents[1] / "recorded"  # results of full sweeps the kit ran (notebook 07 shows them)
 
 # the reproducibility report's Table 3 (one hyperparameter at a time around the authors' AntMaze settings)
@@ -170,12 +169,7 @@ def sweep(data: Transitions, configs: Sequence[IQLConfig], seeds: Sequence[int],
                 if len(bad) < len(jobs):
                     again.append(([job for k, job in enumerate(jobs) if k not in bad], f.task.args[2].steps))
             tasks = tasks_for(again)
-        if failed:
-            write_csv(out / FAILED, failed)
-            warnings.warn(f"{len(failed)} of {todo} runs failed (listed with the reasons in {out / FAILED}); run the "
-                          "sweep again to retry them", RuntimeWarning, stacklevel=2)
-        else:
-            (out / FAILED).unlink(missing_ok=True)
+        record_failures(out, failed, todo, "sweep")
     finally:
         folder.release()
     return _ordered(rows, configs)

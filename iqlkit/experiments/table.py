@@ -9,7 +9,6 @@ its own run folder (storage/<dataset>/<methods>), and out/results.csv gains a fi
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,10 +19,10 @@ from iqlkit.engine.iql import IQLConfig
 from iqlkit.engine.runfolder import RunFolder, read_csv, write_csv
 from iqlkit.envs.data import Transitions, flatten_observations
 from iqlkit.envs.paper import PAPER, TABLE1
-from iqlkit.experiments.backends import Backend, Task
+from iqlkit.experiments.backends import Backend, Task, record_failures
 from iqlkit.experiments.compare import Run, compare_tasks, run_methods
 
-RESULTS, FAILED = "results.csv", "failed.csv"
+RESULTS = "results.csv"
 @dataclass(frozen=True)
 class Benchmark:
     """One row of the table: a dataset's id, its transitions, the IQL config they train with, and its evaluation (a
@@ -111,12 +110,7 @@ def paper_table(benchmarks: Sequence[Benchmark], methods: Sequence[str], seeds: 
                                progress=progress)
         failed = [{"dataset": dataset_of[id(f.task)], "method": m, "seed": s, "reason": f.reason}
                   for f in failures for m in f.task.args[0] for s in seeds]
-        if failed:
-            write_csv(out / FAILED, failed)
-            warnings.warn(f"{len(failed)} runs failed (listed with the reasons in {out / FAILED}); run the table "
-                          "again to retry them", RuntimeWarning, stacklevel=2)
-        else:
-            (out / FAILED).unlink(missing_ok=True)
+        record_failures(out, failed, sum(t.runs for t in todo), "table")
         rows = _ordered(rows, names, methods)
         cells = layout(rows, names, methods)
         (out / "table.md").write_text(format_table(cells, methods) + "\n")
