@@ -65,6 +65,12 @@ def eval_env_maker(args: argparse.Namespace, dataset):
             else partial(dataset.recover_environment, eval_env=True))
 
 
+def cuts_at_success(args: argparse.Namespace, dataset) -> bool:
+    """Whether episodes end at their first success: for goal-reaching (dict-observation) data unless --keep-tail;
+    locomotion rewards are positive at every step, so their episodes are never cut."""
+    return not args.keep_tail and hasattr(dataset.observation_space, "spaces")
+
+
 def load_for_training(args: argparse.Namespace) -> tuple:
     """What `train`, `finetune`, `sweep` and `compare` share: (dataset, transitions, evaluate(act, episodes) ->
     scores)."""
@@ -75,7 +81,7 @@ def load_for_training(args: argparse.Namespace) -> tuple:
 
     ensure_builtin(args.dataset, args.data_steps)
     dataset = open_minari(args.dataset)
-    data = load_minari(dataset, goal_conditioned=not args.no_goal, terminate_on_success=not args.keep_tail)
+    data = load_minari(dataset, goal_conditioned=not args.no_goal, terminate_on_success=cuts_at_success(args, dataset))
     obs_fn = partial(flatten_observations, goal_conditioned=not args.no_goal)
     return dataset, data, Evaluation(eval_env_maker(args, dataset), args.eval_episodes, args.eval_envs, args.seed,
                                      obs_fn, reference_scores(dataset), args.vector)
@@ -202,7 +208,7 @@ def finetune(args: argparse.Namespace) -> dict:
     learner, rows, source = run_finetune(
         data, config, eval_env_maker(args, dataset), offline_steps, online_steps, seeds=[seed], variant=args.variant,
         n_envs=args.n_envs, obs_fn=partial(flatten_observations, goal_conditioned=not args.no_goal),
-        terminate_on_success=not args.keep_tail, device=str(device), init_state=state and state["learner"],
+        terminate_on_success=cuts_at_success(args, dataset), device=str(device), init_state=state and state["learner"],
         eval_fn=lambda a: evaluate_act(a.act), eval_every=args.eval_every, log_dir=out, dataset=args.dataset)
     return finish(args, out, learner, evaluate_act, {
         "dataset": args.dataset, "preset": args.preset, "variant": args.variant, "from": args.from_run, "seed": seed,
@@ -261,7 +267,7 @@ def expert_ship(args: argparse.Namespace) -> None:
     """Measure a run's snapshots; write its medium and expert actors, with their returns, into the kit."""
     from iqlkit.envs.locomotion import ship
 
-    for level, path in ship(args.run or f"runs/expert-{args.env}", args.env, args.episodes, args.workers).items():
+    for level, path in ship(args.run_folder or f"runs/expert-{args.env}", args.env, args.episodes, args.workers).items():
         measured = json.loads(path.read_text())["measured"]
         print(f"{level}: {path} (step {json.loads(path.read_text())['snapshot_steps']:,}), return "
               f"{measured['return_mean_action'][0]:.1f} +- {measured['return_mean_action'][1]:.1f} with the mean "
@@ -342,7 +348,7 @@ def compare(args: argparse.Namespace) -> None:
     out, backend = Path(args.out) / name, backend_of(args)
     folders = Path(args.storage) / name if args.storage else out
     with backend.session():  # Ray started or joined now: a bad --address fails before the data loads
-        dataset, data, _ = load_for_training(args)
+        dataset, data, evaluation = load_for_training(args)
         print(f"{', '.join(args.methods)} x seeds {args.seeds} on {args.dataset} ({args.preset}, "
               f"{config.max_steps:,} updates, networks {config.hidden}, {args.eval_episodes} episodes per "
               f"evaluation, {backend.kind} backend); run folders in {folders}")
@@ -350,15 +356,16 @@ def compare(args: argparse.Namespace) -> None:
                                eval_episodes=args.eval_episodes, n_evals=args.n_evals, device=args.device,
                                n_envs=args.eval_envs, log_dir=str(folders), backend=backend,
                                obs_fn=partial(flatten_observations, goal_conditioned=not args.no_goal),
-                               tensorboard=tensorboard_of(args))
+                               tensorboard=tensorboard_of(args), references=evaluation.references)
     out.mkdir(parents=True, exist_ok=True)  # (the run folders may be elsewhere: --storage)
     write_results(runs, out / "results.csv")
     for run in runs:
         if run.error:
             print(f"failed: {run.method} seed {run.seed}: {run.error}")
-    lines = ["| method | success rate (mean +- std) | per seed |", "| --- | --- | --- |"]
+    metric = "normalized_score" if evaluation.references is not None else "success_rate"
+    lines = [f"| method | {metric.replace('_', ' ')} (mean +- std) | per seed |", "| --- | --- | --- |"]
     lines += [f"| {m} | {v.mean():.2f} +- {v.std():.2f} | {', '.join(f'{x:.2f}' for x in v)} |"
-              for m, v in success_table(runs).items()]
+              for m, v in success_table(runs, metric).items()]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out / 'results.csv'} and {out / 'table.md'}")
@@ -609,7 +616,7 @@ def parser() -> argparse.ArgumentParser:
         "ship", help="measure a run's snapshots, pick the expert (best) and the medium (a third of its return) and "
                      "write them into iqlkit/recorded/locomotion/")
     expert_ship_p.add_argument("--env", choices=["hopper", "halfcheetah", "walker2d"], required=True)
-    expert_ship_p.add_argument("--run", help="the train run folder (default: runs/expert-<env>)")
+    expert_ship_p.add_argument("--run", dest="run_folder", help="the train run folder (default: runs/expert-<env>)")
     expert_ship_p.add_argument("--episodes", type=positive_int, default=20, help="episodes per measured return")
     expert_ship_p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     expert_ship_p.set_defaults(run=expert_ship)

@@ -90,6 +90,31 @@ def test_medium_replay_is_the_replay_buffer_of_a_run_up_to_the_medium_step(kit):
     state = json.loads((kit / "replay" / "state.json").read_text())
     assert state["steps"] == 252  # the stand-in medium's snapshot_steps, 250, in whole steps of its 4 envs
     assert data.total_steps == 252  # every transition of the run, none overwritten
+    medium = json.loads(locomotion.policy_file("hopper", "medium").read_text())["settings"]
+    locomotion.train_expert("hopper", kit / "replay", steps=400, seed=medium["seed"], n_envs=medium["n_envs"],
+                            hidden=tuple(medium["hidden"]), updates_per_step=medium["updates_per_step"])
+    again = locomotion.generate("hopper", "medium-replay", n_steps=10_000, workers=1, ref_episodes=1,
+                                replay_run=kit / "replay")  # a run that went past the medium: read up to its step
+    assert again.total_steps == 252
+    np.testing.assert_array_equal(np.concatenate([ep.actions for ep in again.iterate_episodes()]),
+                                  np.concatenate([ep.actions for ep in data.iterate_episodes()]))
+
+
+def test_compare_keeps_whole_episodes_and_reports_normalised_scores(kit, capsys):
+    """Locomotion rewards are positive at every step: no episode is cut at a 'first success', and compare's table
+    is in D4RL's normalised score."""
+    from iqlkit.cli import load_for_training, main, parser
+
+    locomotion.generate("hopper", "medium", n_steps=600, workers=1, ref_episodes=1)
+    args = ["--dataset", "iqlkit/hopper-medium-v0", "--out", str(kit / "runs"), "--eval-episodes", "1",
+            "--eval-envs", "1"]
+    _, data, evaluation = load_for_training(parser().parse_args(["compare", *args]))
+    assert len(data) == 600 and evaluation.references is not None
+    main(["compare", *args, "--methods", "iql", "bc", "--seeds", "0", "--steps", "4", "--n-evals", "1",
+          "--workers", "1", "--no-tensorboard"])
+    assert "| method | normalized score (mean +- std)" in capsys.readouterr().out
+    rows = (kit / "runs" / "compare" / "iqlkit_hopper-medium-v0" / "results.csv").read_text().splitlines()
+    assert "normalized_score" in rows[0] and len(rows) == 3
 
 
 def test_policy_data_does_not_depend_on_the_number_of_workers(kit):
@@ -105,3 +130,22 @@ def test_pick_levels_takes_the_best_and_a_third_of_it_before():
                 ((10, 50.0), (20, 900.0), (30, 1100.0), (40, 3000.0), (50, 2500.0))]
     levels = locomotion.pick_levels(measured)
     assert levels["expert"]["steps"] == 40 and levels["medium"]["steps"] == 20  # 900 is closest to 3000 / 3 = 1000
+
+
+def test_no_option_hides_a_commands_handler():
+    """`args.run` is the sub-command's handler: an option whose dest is `run` (expert ship's --run) would replace it."""
+    import argparse
+
+    from iqlkit.cli import expert_ship, parser
+
+    def options(p: argparse.ArgumentParser):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from options(sub)
+            else:
+                yield action.dest
+
+    assert "run" not in set(options(parser()))
+    args = parser().parse_args(["expert", "ship", "--env", "hopper", "--run", "runs/x"])
+    assert args.run is expert_ship and args.run_folder == "runs/x"

@@ -196,9 +196,9 @@ def policy_data(env: str, policy: str, n_steps: int, seed: int, workers: int | N
 
 
 def replay_data(env: str, steps: int, settings: dict, run: str | Path) -> list[dict]:
-    """The replay buffer of a SAC run from scratch with the medium's training settings (seed, n_envs, hidden,
-    updates_per_step) up to `steps` env steps, as episodes: D4RL's medium-replay. The run resumes in `run` if
-    interrupted."""
+    """The replay buffer of a SAC run with the medium's training settings (seed, n_envs, hidden, updates_per_step)
+    up to `steps` env steps, as episodes: D4RL's medium-replay. The run is trained from scratch (resuming in `run` if
+    interrupted); a run that went further, such as the expert's own, is read only up to `steps`."""
     from stable_baselines3.common.buffers import ReplayBuffer
 
     from iqlkit.envs.sac import load_replay
@@ -207,7 +207,7 @@ def replay_data(env: str, steps: int, settings: dict, run: str | Path) -> list[d
                  hidden=tuple(settings.get("hidden", (256, 256))),
                  updates_per_step=settings.get("updates_per_step", 0.5), checkpoint_every=max(1000, steps // 10))
     buffer: ReplayBuffer = load_replay(Path(run) / "replay.pkl")
-    n = buffer.buffer_size if buffer.full else buffer.pos
+    n = min(buffer.buffer_size if buffer.full else buffer.pos, -(-steps // buffer.n_envs))  # rows: n_envs steps each
     found = []
     for k in range(buffer.n_envs):  # each env's transitions in order, split at its episode ends
         start = 0

@@ -150,10 +150,11 @@ def read_results(path: str | Path) -> list[Run]:
     return [Run(method, seed, evals[-1]["success_rate"], evals) for (method, seed), evals in runs.items()]
 
 
-def success_table(runs: list[Run]) -> dict[str, np.ndarray]:
-    """Method -> final success rates over its seeds (failed runs left out)."""
+def success_table(runs: list[Run], metric: str = "success_rate") -> dict[str, np.ndarray]:
+    """Method -> the final evaluation's `metric` (success rate, or normalized_score) over its seeds (failed runs left
+    out)."""
     table: dict[str, list[float]] = {}
     for run in runs:
         if not run.error:
-            table.setdefault(run.method, []).append(run.success_rate)
+            table.setdefault(run.method, []).append(run.rows[-1][metric] if run.rows else run.success_rate)
     return {m: np.array(v) for m, v in table.items()}
