@@ -1,4 +1,5 @@
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,3 +75,23 @@ def test_results_written_as_csv_read_back_as_the_same_runs(tmp_path):
     assert compare.read_results(path) == runs
     (tmp_path / "results.csv.gz").write_bytes(gzip.compress(path.read_bytes()))
     assert compare.read_results(tmp_path / "results.csv.gz") == runs
+
+
+RECORDED = sorted((Path(compare.__file__).parents[1] / "recorded").glob("*_compare.csv"))
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[p.name for p in RECORDED])
+def test_recorded_comparisons_hold_every_method_and_seed_at_every_evaluation(path):
+    """A recorded comparison the notebooks show: each method with the same seeds (3 or more), every run evaluated at
+    the same steps, scores in range; a locomotion one carries the normalised score."""
+    runs = compare.read_results(path)
+    methods = {r.method for r in runs}
+    seeds = {m: sorted(r.seed for r in runs if r.method == m) for m in methods}
+    assert len(methods) >= 3 and len({tuple(s) for s in seeds.values()}) == 1 and len(next(iter(seeds.values()))) >= 3
+    steps = {tuple(row["step"] for row in r.rows) for r in runs}
+    assert len(steps) == 1 and len(next(iter(steps))) >= 2
+    for run in runs:
+        for row in run.rows:
+            assert 0.0 <= row["success_rate"] <= 1.0
+            if "hopper" in path.name:
+                assert np.isfinite(row["normalized_score"])
